@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/choria-io/prometheus-streams/config"
+)
+
+func newCheckConfigCmd(g *globalFlags) *cobra.Command {
+	var roles []string
+	cmd := &cobra.Command{
+		Use:   "check-config",
+		Short: "Validate the configuration file and print the resolved targets",
+		Long: "Validate the configuration file for the roles given with --role (default: every role whose " +
+			"sections the file has) and print the resolved targets. Exit status 1 names the offending key and line.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(g.config)
+			if err != nil {
+				return err
+			}
+			want := cfg.Roles()
+			if len(roles) > 0 {
+				want = nil
+				for _, r := range roles {
+					if r != string(config.RolePoller) && r != string(config.RoleReceiver) {
+						return fmt.Errorf("--role: %q is not poller or receiver", r)
+					}
+					want = append(want, config.Role(r))
+				}
+			}
+			if len(want) == 0 {
+				return fmt.Errorf("%s: neither poller_stream nor receiver_stream is set: the file configures no role", g.config)
+			}
+			for _, r := range want {
+				if err := cfg.Validate(r); err != nil {
+					return err
+				}
+			}
+			out := cmd.OutOrStdout()
+			for _, w := range cfg.Warnings {
+				fmt.Fprintf(out, "warning: %s\n", w)
+			}
+			fmt.Fprintf(out, "%s: valid for %v\n", g.config, want)
+			if slices.Contains(want, config.RolePoller) {
+				fmt.Fprintf(out, "poller: identity %s, client_id %s, scrape_interval %s, scrape_timeout %s\n",
+					cfg.Identity, cfg.ClientID(config.RolePoller), cfg.ScrapeInterval, cfg.ScrapeTimeout)
+				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "JOB\tINSTANCE\tURL")
+				for _, t := range cfg.Targets() {
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Job, t.Name, t.URL)
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+			}
+			if slices.Contains(want, config.RoleReceiver) {
+				fmt.Fprintf(out, "receiver: client_id (durable) %s, push_gateway %s, publisher_label %v, max_age %s\n",
+					cfg.ClientID(config.RoleReceiver), cfg.PushGateway.URL, cfg.PushGateway.PublisherLabel, cfg.MaxAge)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVar(&roles, "role", nil, "validate for these roles (poller, receiver)")
+	return cmd
+}

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/spf13/cobra"
+
+	"github.com/choria-io/prometheus-streams/config"
+	"github.com/choria-io/prometheus-streams/internal/monitor"
+	"github.com/choria-io/prometheus-streams/poller"
+	"github.com/choria-io/prometheus-streams/pushgateway"
+	"github.com/choria-io/prometheus-streams/receiver"
+	"github.com/choria-io/prometheus-streams/stream"
+)
+
+func newDaemonCmd(g *globalFlags, role, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   role,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(g.config)
+			if err != nil {
+				return err
+			}
+			if err := cfg.Validate(config.Role(role)); err != nil {
+				return err
+			}
+			logger, closeLog, err := newLogger(g, cfg, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer func() { _ = closeLog() }()
+			for _, w := range cfg.Warnings {
+				logger.Warn(w)
+			}
+			if g.pidFile != "" {
+				if err := os.WriteFile(g.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+					return fmt.Errorf("write pid file: %w", err)
+				}
+				defer func() { _ = os.Remove(g.pidFile) }()
+			}
+			reg := newRegistry()
+			var d *daemon
+			if role == string(config.RolePoller) {
+				d, err = buildPoller(cfg, logger, reg)
+			} else {
+				d, err = buildReceiver(cfg, logger, reg)
+			}
+			if err != nil {
+				return err
+			}
+			if cfg.MonitorPort > 0 {
+				mon, err := monitor.New(cfg.MonitorAddress(), reg, d.ready, logger)
+				if err != nil {
+					return err
+				}
+				d.monitors = append(d.monitors, mon)
+			}
+			logger.Info("starting", "role", role, "version", versionString(), "config", g.config)
+			err = d.run(cmd.Context())
+			logger.Info("stopped", "role", role)
+			return err
+		},
+	}
+}
+
+// newRegistry returns a registry with the process and Go runtime metrics;
+// never the global default registry.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("prometheus_streams"),
+	)
+	return reg
+}
+
+// daemon is a built poller or receiver: the work (which ends once its
+// context is done and in-flight work is finished), the stream connection
+// it needs until then, and the monitor servers.
+type daemon struct {
+	work     func(context.Context) error
+	conn     func(context.Context) error // nil when work owns its connection
+	ready    func() bool
+	monitors []*monitor.Server
+}
+
+// run starts everything and shuts down in order once ctx is done: the
+// work first (it finishes what is in flight), then the stream connection,
+// then the monitor, so /metrics answers until the end.
+func (d *daemon) run(ctx context.Context) error {
+	background := context.WithoutCancel(ctx)
+	monCtx, stopMon := context.WithCancel(background)
+	monErr := make(chan error, len(d.monitors))
+	for _, m := range d.monitors {
+		go func() { monErr <- m.Run(monCtx) }()
+	}
+	connCtx, stopConn := context.WithCancel(background)
+	connErr := make(chan error, 1)
+	if d.conn != nil {
+		go func() { connErr <- d.conn(connCtx) }()
+	} else {
+		connErr <- nil
+	}
+	err := d.work(ctx)
+	stopConn()
+	if cerr := <-connErr; err == nil {
+		err = cerr
+	}
+	stopMon()
+	for range d.monitors {
+		if merr := <-monErr; err == nil {
+			err = merr
+		}
+	}
+	return err
+}
+
+func streamOptions(cfg *config.Config, role config.Role) (stream.STANOptions, error) {
+	sc := cfg.Stream(role)
+	opts := stream.STANOptions{
+		URLs:           sc.URLs,
+		ClusterID:      sc.ClusterID,
+		ClientID:       cfg.ClientID(role),
+		Channel:        sc.Topic,
+		ConnectTimeout: time.Duration(sc.ConnectTimeout),
+		AckWait:        time.Duration(sc.AckWait),
+		MaxInflight:    sc.MaxInflight,
+	}
+	if t := cfg.StreamTLS(role); t != nil {
+		tc, err := t.ClientConfig()
+		if err != nil {
+			return opts, fmt.Errorf("%s tls: %w", role, err)
+		}
+		opts.TLS = tc
+	}
+	return opts, nil
+}
+
+func buildPoller(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*daemon, error) {
+	so, err := streamOptions(cfg, config.RolePoller)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := stream.NewSTANPublisher(so, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	p, err := poller.New(poller.Options{
+		Identity:    cfg.Identity,
+		Targets:     cfg.Targets(),
+		Interval:    time.Duration(cfg.ScrapeInterval),
+		Timeout:     time.Duration(cfg.ScrapeTimeout),
+		BodyLimit:   int64(cfg.BodySizeLimit),
+		MaxInflight: so.MaxInflight,
+		UserAgent:   "prometheus-streams/" + versionString(),
+	}, pub, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	return &daemon{work: p.Run, conn: pub.Run, ready: pub.Connected}, nil
+}
+
+func buildReceiver(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*daemon, error) {
+	so, err := streamOptions(cfg, config.RoleReceiver)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := stream.NewSTANSubscriber(so, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	pg := cfg.PushGateway
+	client, err := pushgateway.New(pushgateway.Options{
+		URL:       pg.URL,
+		Timeout:   time.Duration(pg.Timeout),
+		UserAgent: "prometheus-streams/" + versionString(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("push_gateway: %w", err)
+	}
+	r, err := receiver.New(receiver.Options{
+		MaxAge:             time.Duration(cfg.MaxAge),
+		BodyLimit:          int64(cfg.BodySizeLimit),
+		Concurrency:        pg.Concurrency,
+		PublisherLabel:     pg.PublisherLabel,
+		PublisherLabelName: pg.PublisherLabelName,
+		PushTimeout:        time.Duration(pg.Timeout),
+	}, sub, client, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	// The receiver owns its subscription's lifetime (it acknowledges
+	// in-flight pushes before closing it), so there is no separate conn.
+	return &daemon{work: r.Run, ready: sub.Connected}, nil
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/choria-io/prometheus-streams/config"
+	"github.com/choria-io/prometheus-streams/embedded"
+	"github.com/choria-io/prometheus-streams/internal/monitor"
+)
+
+type demoFlags struct {
+	pushgatewayListen string
+	targets           []string
+	interval          time.Duration
+}
+
+func newDemoCmd(g *globalFlags) *cobra.Command {
+	f := &demoFlags{}
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the whole pipeline in one process: embedded NATS Streaming and Pushgateway, a poller and a receiver",
+		Long: "Start an embedded NATS Streaming server (memory store, loopback, a free port) and an embedded Pushgateway " +
+			"(the real Pushgateway code) on --pushgateway-listen, then a poller that scrapes its own metrics (job prometheus_streams) " +
+			"and every --target (job demo, instance host:port of the URL) and a receiver that pushes into the Pushgateway. " +
+			"Ctrl-C stops it.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd, g, f) },
+	}
+	cmd.Flags().StringVar(&f.pushgatewayListen, "pushgateway-listen", "127.0.0.1:9091", "address of the embedded Pushgateway")
+	cmd.Flags().StringArrayVar(&f.targets, "target", nil, "URL of an exporter to scrape as job demo (repeatable)")
+	cmd.Flags().DurationVar(&f.interval, "scrape-interval", 5*time.Second, "scrape interval")
+	return cmd
+}
+
+func runDemo(cmd *cobra.Command, g *globalFlags, f *demoFlags) error {
+	ctx := cmd.Context()
+	logger, closeLog, err := newLogger(g, nil, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = closeLog() }()
+	for _, t := range f.targets {
+		if u, err := url.Parse(t); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--target %q: not an http(s) URL", t)
+		}
+	}
+
+	nats, err := embedded.StartStreaming(embedded.StreamingOptions{Logger: logger.With("component", "nats-streaming-server")})
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer nats.Shutdown()
+	pgw, err := embedded.StartPushgateway(embedded.PushgatewayOptions{Listen: f.pushgatewayListen, Logger: logger.With("component", "pushgateway")})
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = pgw.Close(sctx)
+	}()
+	monPort, err := freePort()
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	cfg, err := config.Parse([]byte(demoConfig(nats.URL(), nats.ClusterID(), pgw.URL(), monPort, f)), "demo")
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	for _, r := range []config.Role{config.RolePoller, config.RoleReceiver} {
+		if err := cfg.Validate(r); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+	}
+
+	reg := newRegistry()
+	p, err := buildPoller(cfg, logger, reg)
+	if err != nil {
+		return err
+	}
+	r, err := buildReceiver(cfg, logger, reg)
+	if err != nil {
+		return err
+	}
+	mon, err := monitor.New(cfg.MonitorAddress(), reg, func() bool { return p.ready() && r.ready() }, logger)
+	if err != nil {
+		return err
+	}
+	p.monitors = []*monitor.Server{mon}
+
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "prometheus-streams demo\n")
+	fmt.Fprintf(out, "  NATS Streaming  %s  cluster %s, channel prometheus (memory store)\n", nats.URL(), nats.ClusterID())
+	fmt.Fprintf(out, "  Pushgateway     %s  open it to see the groups; %s/metrics is what Prometheus scrapes\n", pgw.URL(), pgw.URL())
+	fmt.Fprintf(out, "  own metrics     http://%s/metrics\n", mon.Addr())
+	for _, t := range cfg.Targets() {
+		fmt.Fprintf(out, "  scraping        job=%s instance=%s  %s  every %s\n", t.Job, t.Name, t.URL, f.interval)
+	}
+	fmt.Fprintf(out, "Ctrl-C stops it.\n")
+
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	wg.Go(func() { errs[0] = p.run(ctx) })
+	wg.Go(func() { errs[1] = r.run(ctx) })
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// demoConfig is a configuration file in the 1.0 layout, so the demo runs
+// through the same loading and validation as the daemons.
+func demoConfig(natsURL, clusterID, pgwURL string, monPort int, f *demoFlags) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "identity: demo\nscrape_interval: %s\nmonitor_port: %d\nmonitor_listen: 127.0.0.1\n", f.interval, monPort)
+	for _, role := range []string{"poller_stream", "receiver_stream"} {
+		fmt.Fprintf(&b, "%s:\n  cluster_id: %q\n  urls: %q\n  topic: prometheus\n", role, clusterID, natsURL)
+	}
+	fmt.Fprintf(&b, "push_gateway:\n  url: %q\n  publisher_label: true\n", pgwURL)
+	if len(f.targets) > 0 {
+		b.WriteString("jobs:\n  demo:\n    targets:\n")
+		for _, t := range f.targets {
+			fmt.Fprintf(&b, "      - url: %q\n", t)
+		}
+	}
+	return b.String()
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}

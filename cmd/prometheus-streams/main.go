@@ -1,0 +1,109 @@
+// Command prometheus-streams carries Prometheus scrapes from remote data
+// centres to a central Pushgateway over NATS Streaming: `poller` in each DC,
+// `receiver` centrally, `demo` for the whole pipeline in one process.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/prometheus/common/version"
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// defaultConfigFile is where 1.0's packages put the configuration.
+const defaultConfigFile = "/etc/prometheus-streams/prometheus-streams.yaml"
+
+// globalFlags are parsed once here and passed down; nothing below reads flags.
+type globalFlags struct {
+	config    string
+	logLevel  string
+	logFormat string
+	debug     bool
+	pidFile   string
+}
+
+// run executes the command line and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(stderr, "prometheus-streams: %v\n", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
+		return 1
+	}
+	return 0
+}
+
+// exitError carries an exit code other than 1.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:           "prometheus-streams",
+		Short:         "Carry Prometheus scrapes from remote data centres to a central Pushgateway over NATS Streaming",
+		Version:       version.Info(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetVersionTemplate("{{.Version}}\n")
+	pf := root.PersistentFlags()
+	// The 1.0 flags (--config before the subcommand, --pid, --debug,
+	// --version) keep working: persistent flags may come before it.
+	pf.StringVar(&g.config, "config", defaultConfigFile, "configuration file")
+	pf.StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn, error (default info, or debug with debug: true in the file)")
+	pf.StringVar(&g.logFormat, "log-format", "", "log format: text or json (default: log_format in the file, else text)")
+	pf.BoolVar(&g.debug, "debug", false, "log at debug level")
+	pf.StringVar(&g.pidFile, "pid", "", "write the process id to this file while running")
+
+	root.AddCommand(
+		newDaemonCmd(g, "poller", "Scrape the configured targets and publish every scrape to the poller_stream"),
+		newDaemonCmd(g, "receiver", "Consume the receiver_stream and push every group's newest scrape to the Pushgateway"),
+		newDemoCmd(g),
+		newCheckConfigCmd(g),
+		&cobra.Command{
+			Use:   "version",
+			Short: "Print the version",
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				fmt.Fprintln(cmd.OutOrStdout(), version.Print("prometheus-streams"))
+				return nil
+			},
+		},
+		&cobra.Command{
+			Use:    "enroll",
+			Short:  "Removed: 1.0's Puppet CA enrolment",
+			Hidden: true,
+			RunE: func(*cobra.Command, []string) error {
+				return errors.New("enroll was removed in 2.0: obtain the certificate with `puppet ssl bootstrap` " +
+					"(or your own CA), then point tls (scheme: puppet with ssl_dir, or scheme: file with ca, cert and key) at it")
+			},
+			DisableFlagParsing: true,
+		},
+	)
+	return root
+}

@@ -1,0 +1,237 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"gopkg.in/yaml.v3"
+)
+
+// DefaultStreamConfig holds the defaults of poller_stream and
+// receiver_stream. UnmarshalYAML copies it; it is never modified.
+var DefaultStreamConfig = StreamConfig{
+	MaxInflight:    64,
+	AckWait:        Duration(30 * time.Second),
+	ConnectTimeout: Duration(5 * time.Second),
+}
+
+// minAckWait is NATS Streaming's smallest ack wait.
+const minAckWait = time.Second
+
+// StreamConfig is a NATS Streaming connection: poller_stream (publish) or
+// receiver_stream (durable subscribe).
+type StreamConfig struct {
+	// ClientID is the NATS Streaming client id; see Config.ClientID for
+	// the default.
+	ClientID string `yaml:"client_id,omitempty"`
+	// ClusterID is the NATS Streaming cluster to connect to.
+	ClusterID string `yaml:"cluster_id,omitempty"`
+	// URLs are the NATS servers, each nats://host:port or tls://host:port.
+	URLs URLList `yaml:"urls,omitempty"`
+	// Topic is the channel scrapes are published to and consumed from.
+	Topic string `yaml:"topic,omitempty"`
+	// TLS overrides the global tls for this stream.
+	TLS *TLSConfig `yaml:"tls,omitempty"`
+	// MaxInflight bounds unacknowledged publishes (poller) or
+	// unacknowledged deliveries (receiver).
+	MaxInflight int `yaml:"max_inflight"`
+	// AckWait is the publish-ack timeout (poller) or the redelivery
+	// timeout (receiver).
+	AckWait Duration `yaml:"ack_wait"`
+	// ConnectTimeout bounds connecting to NATS.
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler, starting from DefaultStreamConfig.
+func (s *StreamConfig) UnmarshalYAML(value *yaml.Node) error {
+	*s = DefaultStreamConfig
+	type plain StreamConfig
+	return value.Decode((*plain)(s))
+}
+
+// clientIDPattern is what NATS Streaming accepts as a client id.
+var clientIDPattern = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+
+// sanitizeClientID replaces every rune NATS Streaming refuses with "_".
+func sanitizeClientID(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '-':
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+func (s *StreamConfig) check(k *checker, p keyPath, identity string) {
+	if s.ClientID != "" && !clientIDPattern.MatchString(s.ClientID) {
+		k.errorf(p.with("client_id"), "%q may contain only letters, digits, _ and -", s.ClientID)
+	}
+	if s.Topic != "" {
+		if err := checkTopic(s.Topic); err != nil {
+			k.errorf(p.with("topic"), "%w", err)
+		}
+	}
+	if s.MaxInflight < 1 {
+		k.errorf(p.with("max_inflight"), "must be at least 1")
+	}
+	if time.Duration(s.AckWait) < minAckWait {
+		k.errorf(p.with("ack_wait"), "must be at least %s", Duration(minAckWait))
+	}
+	if s.ConnectTimeout <= 0 {
+		k.errorf(p.with("connect_timeout"), "must be greater than 0")
+	}
+	if s.TLS != nil {
+		s.TLS.check(k, p.with("tls"), identity)
+	}
+}
+
+// checkTopic accepts a literal NATS subject: dot-separated non-empty tokens
+// without wildcards or white space.
+func checkTopic(t string) error {
+	if strings.ContainsAny(t, " \t\r\n*>") {
+		return fmt.Errorf("%q must not contain white space or the wildcards * and >", t)
+	}
+	for _, tok := range strings.Split(t, ".") {
+		if tok == "" {
+			return fmt.Errorf("%q has an empty token (leading, trailing or double dot)", t)
+		}
+	}
+	return nil
+}
+
+// URLList is a list of NATS server URLs. YAML may give one string of
+// comma-separated URLs (as 1.0 required) or a list; entries are trimmed,
+// empty ones dropped, and a bare host:port gets nats:// prefixed. Each must
+// use the scheme nats or tls and name a host.
+type URLList []string
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (l *URLList) UnmarshalYAML(value *yaml.Node) error {
+	// Each entry keeps its node so that an error points at its line.
+	var entries []*yaml.Node
+	switch value.Kind {
+	case yaml.ScalarNode:
+		entries = []*yaml.Node{value}
+	case yaml.SequenceNode:
+		for _, item := range value.Content {
+			item = resolve(item)
+			if item == nil || item.Kind != yaml.ScalarNode {
+				return &valueError{node: value, err: errors.New("each entry must be a URL string")}
+			}
+			entries = append(entries, item)
+		}
+	default:
+		return &valueError{node: value, err: errors.New("must be a comma-separated string of URLs or a list of URLs")}
+	}
+	out := URLList{}
+	for _, e := range entries {
+		if isNull(e) {
+			continue
+		}
+		for _, part := range strings.Split(e.Value, ",") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			u, err := normalizeNATSURL(part)
+			if err != nil {
+				return &valueError{node: e, err: err}
+			}
+			out = append(out, u)
+		}
+	}
+	*l = out
+	return nil
+}
+
+func normalizeNATSURL(s string) (string, error) {
+	if !strings.Contains(s, "://") {
+		s = "nats://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("invalid NATS URL: %w", err)
+	}
+	if u.Scheme != "nats" && u.Scheme != "tls" {
+		return "", fmt.Errorf("NATS URL %q: scheme must be nats or tls, not %q", u.Redacted(), u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return "", fmt.Errorf("NATS URL %q has no host", u.Redacted())
+	}
+	if u.Path != "" && u.Path != "/" {
+		return "", fmt.Errorf("NATS URL %q must not have a path", u.Redacted())
+	}
+	return s, nil
+}
+
+// DefaultPushGatewayConfig holds the defaults of push_gateway.
+// UnmarshalYAML copies it; it is never modified.
+var DefaultPushGatewayConfig = PushGatewayConfig{
+	PublisherLabelName: "publisher",
+	Timeout:            Duration(10 * time.Second),
+	Concurrency:        4,
+}
+
+// PushGatewayConfig is where the receiver pushes scrapes.
+type PushGatewayConfig struct {
+	// URL is the Pushgateway's base URL (http or https); a trailing / is removed.
+	URL string `yaml:"url,omitempty"`
+	// PublisherLabel adds the publishing poller's identity to the grouping
+	// key under PublisherLabelName.
+	PublisherLabel bool `yaml:"publisher_label,omitempty"`
+	// PublisherLabelName is the label PublisherLabel uses.
+	PublisherLabelName string `yaml:"publisher_label_name"`
+	// Timeout bounds one push.
+	Timeout Duration `yaml:"timeout"`
+	// Concurrency is how many groups are pushed at once.
+	Concurrency int `yaml:"concurrency"`
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler, starting from DefaultPushGatewayConfig.
+func (g *PushGatewayConfig) UnmarshalYAML(value *yaml.Node) error {
+	*g = DefaultPushGatewayConfig
+	type plain PushGatewayConfig
+	return value.Decode((*plain)(g))
+}
+
+func (g *PushGatewayConfig) check(k *checker, p keyPath) {
+	if g.URL != "" {
+		if err := checkHTTPURL(g.URL); err != nil {
+			k.errorf(p.with("url"), "%w", err)
+		}
+		g.URL = strings.TrimRight(g.URL, "/")
+	}
+	if g.Timeout <= 0 {
+		k.errorf(p.with("timeout"), "must be greater than 0")
+	}
+	if g.Concurrency < 1 {
+		k.errorf(p.with("concurrency"), "must be at least 1")
+	}
+	switch n := g.PublisherLabelName; {
+	case !model.LegacyValidation.IsValidLabelName(n):
+		k.errorf(p.with("publisher_label_name"), "%q is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)", n)
+	case n == "job" || n == "instance" || strings.HasPrefix(n, "__"):
+		k.errorf(p.with("publisher_label_name"), "%q is reserved", n)
+	}
+}
+
+// checkHTTPURL accepts an absolute http or https URL with a host.
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("invalid URL: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("URL %q: scheme must be http or https", u.Redacted())
+	}
+	if u.Hostname() == "" {
+		return fmt.Errorf("URL %q has no host", u.Redacted())
+	}
+	return nil
+}

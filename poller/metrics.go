@@ -1,0 +1,118 @@
+package poller
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const (
+	namespace = "prometheus_streams"
+	subsystem = "poller"
+)
+
+// Scrape failure reasons: a fixed set so the label stays bounded.
+const (
+	reasonTimeout         = "timeout"
+	reasonConnection      = "connection"
+	reasonHTTPStatus      = "http_status"
+	reasonBodyTooLarge    = "body_too_large"
+	reasonRead            = "read"
+	reasonMessageTooLarge = "message_too_large"
+)
+
+var scrapeFailureReasons = []string{reasonTimeout, reasonConnection, reasonHTTPStatus, reasonBodyTooLarge, reasonRead, reasonMessageTooLarge}
+
+// Publish failure reasons.
+const (
+	pubNotConnected = "not_connected"
+	pubTimeout      = "ack_timeout"
+	pubClosed       = "connection_closed"
+	pubOther        = "other"
+)
+
+var publishFailureReasons = []string{pubNotConnected, pubTimeout, pubClosed, pubOther}
+
+type metrics struct {
+	scrapes         *prometheus.CounterVec // job, instance, outcome
+	scrapeFailures  *prometheus.CounterVec // job, instance, reason
+	scrapeDuration  *prometheus.GaugeVec   // job, instance
+	scrapeBytes     *prometheus.GaugeVec   // job, instance
+	messageBytes    *prometheus.GaugeVec   // job, instance
+	published       prometheus.Counter
+	publishFailures *prometheus.CounterVec // reason
+	publishLatency  prometheus.Histogram
+	replaced        prometheus.Counter
+	pending         prometheus.GaugeFunc
+	inflight        prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, pending func() float64) (*metrics, error) {
+	target := []string{"job", "instance"}
+	m := &metrics{
+		scrapes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "scrapes_total",
+			Help: "Scrapes per target by outcome (success, failure). Every scrape becomes one message.",
+		}, append(target, "outcome")),
+		scrapeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "scrape_failures_total",
+			Help: "Failed scrapes per target by reason (timeout, connection, http_status, body_too_large, read, message_too_large).",
+		}, append(target, "reason")),
+		scrapeDuration: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "scrape_duration_seconds",
+			Help: "Duration of the target's last scrape.",
+		}, target),
+		scrapeBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "scrape_body_bytes",
+			Help: "Uncompressed size of the target's last scrape body.",
+		}, target),
+		messageBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "message_bytes",
+			Help: "Size of the target's last message on the stream (envelope and compressed body).",
+		}, target),
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "published_total",
+			Help: "Messages the stream acknowledged.",
+		}),
+		publishFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "publish_failures_total",
+			Help: "Publish attempts that failed by reason (not_connected, ack_timeout, connection_closed, other); the message is kept for another attempt unless a newer scrape replaced it.",
+		}, []string{"reason"}),
+		publishLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "publish_duration_seconds",
+			Help:    "Time from handing a message to the stream to its acknowledgement.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}),
+		replaced: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "outbox_replaced_total",
+			Help: "Unpublished scrapes dropped because a newer scrape of the same target replaced them (the stream was slow or unreachable).",
+		}),
+		pending: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "outbox_pending",
+			Help: "Scrapes waiting to be published (at most one per target).",
+		}, pending),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "publish_inflight",
+			Help: "Messages published and not yet acknowledged.",
+		}),
+	}
+	for _, r := range publishFailureReasons {
+		m.publishFailures.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{m.scrapes, m.scrapeFailures, m.scrapeDuration, m.scrapeBytes,
+		m.messageBytes, m.published, m.publishFailures, m.publishLatency, m.replaced, m.pending, m.inflight} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register poller metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// initTarget creates a target's series at zero so rates work from the start.
+func (m *metrics) initTarget(job, instance string) {
+	m.scrapes.WithLabelValues(job, instance, "success")
+	m.scrapes.WithLabelValues(job, instance, "failure")
+	for _, r := range scrapeFailureReasons {
+		m.scrapeFailures.WithLabelValues(job, instance, r)
+	}
+}

@@ -1,0 +1,236 @@
+// Package poller scrapes the exporters of one data centre and publishes
+// every scrape, failed or not, as one envelope on the stream. It never parses
+// a body: the bytes go out as scraped, snappy-compressed.
+package poller
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/choria-io/prometheus-streams/config"
+	"github.com/choria-io/prometheus-streams/envelope"
+	"github.com/choria-io/prometheus-streams/stream"
+)
+
+// Options configures a Poller.
+type Options struct {
+	// Identity is the publisher name carried in every envelope.
+	Identity string
+	Targets  []config.Target
+	Interval time.Duration
+	// Timeout bounds one scrape; it is sent to the target in
+	// X-Prometheus-Scrape-Timeout-Seconds.
+	Timeout time.Duration
+	// BodyLimit is the most bytes read of a scrape body.
+	BodyLimit int64
+	// MaxInflight bounds published, unacknowledged messages.
+	MaxInflight int
+	// ShutdownGrace bounds how long Run waits for outstanding
+	// acknowledgements once its context ends.
+	ShutdownGrace time.Duration
+	// HTTPClient scrapes the targets; nil uses a client whose transport
+	// asks for gzip transfer and keeps connections alive.
+	HTTPClient *http.Client
+	// UserAgent is sent with every scrape.
+	UserAgent string
+}
+
+// envelopeOverhead is room left under the server's max payload for what the
+// NATS Streaming client wraps around our message (client ID, GUID, subject).
+const envelopeOverhead = 1024
+
+// Poller runs one scrape loop per target and a publisher loop.
+type Poller struct {
+	opts    Options
+	pub     stream.Publisher
+	log     *slog.Logger
+	metrics *metrics
+	scraper *scraper
+	outbox  *outbox
+	now     func() time.Time
+}
+
+// New validates opts and registers the poller's metrics on reg.
+func New(opts Options, pub stream.Publisher, logger *slog.Logger, reg prometheus.Registerer) (*Poller, error) {
+	if opts.Interval <= 0 {
+		return nil, errors.New("poller: scrape interval must be positive")
+	}
+	if opts.Timeout <= 0 || opts.Timeout > opts.Interval {
+		opts.Timeout = min(opts.Interval, 10*time.Second)
+	}
+	if opts.BodyLimit <= 0 {
+		opts.BodyLimit = 16 << 20
+	}
+	if opts.MaxInflight <= 0 {
+		opts.MaxInflight = 64
+	}
+	if opts.ShutdownGrace <= 0 {
+		opts.ShutdownGrace = 5 * time.Second
+	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = "prometheus-streams"
+	}
+	client := opts.HTTPClient
+	if client == nil {
+		client = &http.Client{Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			MaxIdleConnsPerHost: 2,
+			IdleConnTimeout:     2 * opts.Interval,
+		}}
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ob := newOutbox()
+	m, err := newMetrics(reg, func() float64 { return float64(ob.len()) })
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range opts.Targets {
+		m.initTarget(t.Job, t.Name)
+	}
+	return &Poller{
+		opts:    opts,
+		pub:     pub,
+		log:     logger.With("component", "poller"),
+		metrics: m,
+		scraper: &scraper{client: client, timeout: opts.Timeout, bodyLimit: opts.BodyLimit, userAgent: opts.UserAgent},
+		outbox:  ob,
+		now:     time.Now,
+	}, nil
+}
+
+// Run scrapes and publishes until ctx is done. It then stops scraping and
+// waits up to ShutdownGrace for outstanding acknowledgements, so the caller
+// should close the publisher's connection only after Run returns.
+func (p *Poller) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, t := range p.opts.Targets {
+		wg.Go(func() { p.runTarget(ctx, t) })
+	}
+	p.send(ctx)
+	wg.Wait()
+	return nil
+}
+
+// runTarget scrapes one target every interval from its stable offset.
+func (p *Poller) runTarget(ctx context.Context, t config.Target) {
+	log := p.log.With("job", t.Job, "instance", t.Name)
+	wait := time.NewTimer(offset(p.now(), p.opts.Interval, p.opts.Identity, t.Job, t.Name, t.URL))
+	defer wait.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-wait.C:
+	}
+	ticker := time.NewTicker(p.opts.Interval)
+	defer ticker.Stop()
+	var body bytes.Buffer
+	var compressed []byte
+	lastFailed := false
+	for {
+		compressed = p.scrapeOnce(ctx, t, log, &body, compressed, &lastFailed)
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// scrapeOnce scrapes t, puts the resulting message in the outbox and returns
+// the compression buffer for reuse.
+func (p *Poller) scrapeOnce(ctx context.Context, t config.Target, log *slog.Logger, body *bytes.Buffer, compressed []byte, lastFailed *bool) []byte {
+	start := p.now()
+	sctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	contentType, err := p.scraper.scrape(sctx, t.URL, body)
+	cancel()
+	if ctx.Err() != nil {
+		return compressed // shutting down: a cancelled scrape is not a failed target
+	}
+	env := envelope.Envelope{
+		Job:            t.Job,
+		Instance:       t.Name,
+		Publisher:      p.opts.Identity,
+		ScrapeStart:    start,
+		ScrapeDuration: p.now().Sub(start),
+		Outcome:        envelope.OutcomeSuccess,
+		ContentType:    contentType,
+		Codec:          envelope.CodecSnappy,
+	}
+	if err == nil {
+		compressed = envelope.Compress(compressed, body.Bytes())
+		env.Payload = compressed
+	}
+	msg, err := p.encode(&env, err)
+	if err != nil {
+		// Only a broken invariant gets here (a job or name the config
+		// should have refused); nothing can be published for it.
+		log.Error("cannot encode scrape", "err", err)
+		return compressed
+	}
+	p.metrics.scrapeDuration.WithLabelValues(t.Job, t.Name).Set(env.ScrapeDuration.Seconds())
+	p.metrics.scrapeBytes.WithLabelValues(t.Job, t.Name).Set(float64(body.Len()))
+	p.metrics.messageBytes.WithLabelValues(t.Job, t.Name).Set(float64(len(msg)))
+	if env.Outcome == envelope.OutcomeFailure {
+		p.metrics.scrapes.WithLabelValues(t.Job, t.Name, "failure").Inc()
+		// A target that stays down is logged when it goes down, not every scrape.
+		level := slog.LevelDebug
+		if !*lastFailed {
+			level = slog.LevelWarn
+		}
+		log.Log(ctx, level, "scrape failed", "err", env.Error)
+		*lastFailed = true
+	} else {
+		p.metrics.scrapes.WithLabelValues(t.Job, t.Name, "success").Inc()
+		if *lastFailed {
+			log.Info("scrape recovered")
+		}
+		*lastFailed = false
+	}
+	if p.outbox.put(&message{key: t.Job + "\x00" + t.Name, data: msg, scrapeStart: start}) {
+		p.metrics.replaced.Inc()
+	}
+	return compressed
+}
+
+// encode builds the message for env, turning scrapeErr, or a message larger
+// than the stream accepts, into a failed scrape so it still reaches the
+// centre as up 0 with the reason.
+func (p *Poller) encode(env *envelope.Envelope, scrapeErr error) ([]byte, error) {
+	if scrapeErr != nil {
+		p.fail(env, scrapeErr)
+	}
+	msg, err := envelope.Append(make([]byte, 0, len(env.Payload)+256), env)
+	if err != nil {
+		return nil, err
+	}
+	if limit := p.pub.MaxPayload() - envelopeOverhead; limit > 0 && len(msg) > limit {
+		p.fail(env, &scrapeError{reasonMessageTooLarge, fmt.Errorf(
+			"scrape compressed to a %d byte message, more than the %d bytes the stream accepts (max_payload less %d bytes of framing)",
+			len(msg), limit, envelopeOverhead)})
+		return envelope.Append(msg[:0], env)
+	}
+	return msg, nil
+}
+
+func (p *Poller) fail(env *envelope.Envelope, err error) {
+	reason := reasonRead
+	var se *scrapeError
+	if errors.As(err, &se) {
+		reason = se.reason
+	}
+	p.metrics.scrapeFailures.WithLabelValues(env.Job, env.Instance, reason).Inc()
+	env.Outcome = envelope.OutcomeFailure
+	env.Error = err.Error()
+	env.Payload = nil
+	env.ContentType = ""
+}

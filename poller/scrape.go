@@ -1,0 +1,101 @@
+package poller
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// acceptHeader asks for the formats the receiver decodes with
+// prometheus/common's expfmt: text 0.0.4 first (what most exporters serve
+// and what compresses best), then delimited protobuf. OpenMetrics is not
+// offered: expfmt has no parser for it.
+const acceptHeader = `text/plain;version=0.0.4;q=0.9,` +
+	`application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5,` +
+	`*/*;q=0.1`
+
+// scrapeError is a failed scrape with a bounded reason for metrics.
+type scrapeError struct {
+	reason string
+	err    error
+}
+
+func (e *scrapeError) Error() string { return e.err.Error() }
+func (e *scrapeError) Unwrap() error { return e.err }
+
+// scraper fetches exposition bodies. Bodies are not parsed: the poller
+// forwards the bytes as scraped and leaves parsing to the receiver.
+type scraper struct {
+	client    *http.Client
+	timeout   time.Duration
+	bodyLimit int64
+	userAgent string
+}
+
+// scrape GETs url into buf (reset first) and returns the response's
+// Content-Type. The error is a *scrapeError.
+func (s *scraper) scrape(ctx context.Context, url string, buf *bytes.Buffer) (string, error) {
+	buf.Reset()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", &scrapeError{reasonConnection, fmt.Errorf("build request: %w", err)}
+	}
+	req.Header.Set("Accept", acceptHeader)
+	req.Header.Set("User-Agent", s.userAgent)
+	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", strconv.FormatFloat(s.timeout.Seconds(), 'f', -1, 64))
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return "", classify(err, reasonConnection)
+	}
+	defer func() {
+		// Drain a little so the connection can be reused, but never read an
+		// endless body to its end.
+		_, _ = io.CopyN(io.Discard, resp.Body, 4096)
+		_ = resp.Body.Close()
+	}()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return "", &scrapeError{reasonHTTPStatus, fmt.Errorf("server returned HTTP status %s", resp.Status)}
+	}
+	n, err := buf.ReadFrom(io.LimitReader(resp.Body, s.bodyLimit+1))
+	if err != nil {
+		return "", classify(fmt.Errorf("read body: %w", err), reasonRead)
+	}
+	if n > s.bodyLimit {
+		return "", &scrapeError{reasonBodyTooLarge, fmt.Errorf("body exceeds the limit of %d bytes (body_size_limit)", s.bodyLimit)}
+	}
+	return resp.Header.Get("Content-Type"), nil
+}
+
+// classify names timeouts apart from other failures.
+func classify(err error, fallback string) *scrapeError {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return &scrapeError{reasonTimeout, err}
+	}
+	return &scrapeError{fallback, err}
+}
+
+// offset returns how long to wait until the target's first scrape. Each
+// target gets a stable slot within the interval from a hash of its identity,
+// aligned to the wall clock as Prometheus does, so load is spread and a
+// restarted poller keeps its cadence.
+func offset(now time.Time, interval time.Duration, parts ...string) time.Duration {
+	h := fnv.New64a()
+	for _, p := range parts {
+		_, _ = h.Write([]byte(p))
+		_, _ = h.Write([]byte{0})
+	}
+	slot := time.Duration(h.Sum64() % uint64(interval))
+	d := slot - time.Duration(now.UnixNano()%int64(interval))
+	if d < 0 {
+		d += interval
+	}
+	return d
+}

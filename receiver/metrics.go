@@ -1,0 +1,114 @@
+package receiver
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/choria-io/prometheus-streams/envelope"
+)
+
+const (
+	namespace = "prometheus_streams"
+	subsystem = "receiver"
+)
+
+// Drop reasons beyond the envelope's own decode reasons.
+const (
+	dropStale      = "stale"
+	dropSuperseded = "superseded"
+	dropRejected   = "rejected"
+)
+
+// Push results.
+const (
+	pushSuccess  = "success"
+	pushRejected = "rejected" // 4xx: acked and not retried
+	pushError    = "error"    // network or 5xx: retried while the scrape is younger than max_age
+)
+
+type metrics struct {
+	received       prometheus.Counter
+	dropped        *prometheus.CounterVec // reason
+	pushes         *prometheus.CounterVec // result
+	pushDuration   prometheus.Histogram
+	delivery       prometheus.Histogram
+	messageAge     prometheus.Histogram
+	stripped       prometheus.Counter
+	unparseable    prometheus.Counter
+	lastMessage    *prometheus.GaugeVec // publisher
+	groupsWaiting  prometheus.GaugeFunc
+	ackFailures    prometheus.Counter
+	legacyMessages prometheus.Counter
+}
+
+func dropReasons() []string {
+	return append(envelope.Reasons(), dropStale, dropSuperseded, dropRejected)
+}
+
+func newMetrics(reg prometheus.Registerer, waiting func() float64) (*metrics, error) {
+	latency := prometheus.ExponentialBuckets(0.005, 2.5, 12) // 5ms .. ~5 min
+	m := &metrics{
+		received: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "messages_received_total",
+			Help: "Messages delivered by the stream, including redeliveries.",
+		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "messages_dropped_total",
+			Help: "Messages acknowledged without being pushed, by reason: a decode reason of the envelope, stale (older than max_age), superseded (a newer scrape of the group was pushed or waits), rejected (the Pushgateway answered 4xx).",
+		}, []string{"reason"}),
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "pushes_total",
+			Help: "Push attempts to the Pushgateway by result (success, rejected: 4xx, error: network or 5xx, retried).",
+		}, []string{"result"}),
+		pushDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "push_duration_seconds",
+			Help: "Duration of one push request to the Pushgateway.", Buckets: latency,
+		}),
+		delivery: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "delivery_latency_seconds",
+			Help: "Time from the start of a scrape at the poller to its successful push.", Buckets: latency,
+		}),
+		messageAge: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "message_age_seconds",
+			Help: "Age of a scrape (since its start at the poller) when its message arrives.", Buckets: latency,
+		}),
+		stripped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "timestamps_stripped_total",
+			Help: "Samples whose explicit timestamp was removed because the Pushgateway refuses them.",
+		}),
+		unparseable: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "unparseable_scrapes_total",
+			Help: "Scrapes whose body was not a readable exposition; they are pushed as up 0.",
+		}),
+		lastMessage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "last_message_timestamp_seconds",
+			Help: "Unix time the last valid message of each publisher arrived.",
+		}, []string{"publisher"}),
+		groupsWaiting: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "groups_waiting",
+			Help: "Groups with a scrape waiting for a push worker; a lasting non-zero value means the Pushgateway does not keep up.",
+		}, waiting),
+		ackFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "ack_failures_total",
+			Help: "Acknowledgements that failed (the connection was lost); the server redelivers those messages.",
+		}),
+		legacyMessages: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "legacy_messages_total",
+			Help: "Messages in the prometheus-streams 1.0 JSON format (pollers not yet upgraded).",
+		}),
+	}
+	for _, r := range dropReasons() {
+		m.dropped.WithLabelValues(r)
+	}
+	for _, r := range []string{pushSuccess, pushRejected, pushError} {
+		m.pushes.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{m.received, m.dropped, m.pushes, m.pushDuration, m.delivery, m.messageAge,
+		m.stripped, m.unparseable, m.lastMessage, m.groupsWaiting, m.ackFailures, m.legacyMessages} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register receiver metrics: %w", err)
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,104 @@
+package receiver
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/choria-io/prometheus-streams/envelope"
+	"github.com/choria-io/prometheus-streams/internal/backoff"
+	"github.com/choria-io/prometheus-streams/pushgateway"
+)
+
+// process pushes the group's active scrape: at least once, retrying
+// network errors and 5xx while the scrape is younger than max_age and no
+// newer scrape of the group waits. When ctx ends between attempts the
+// scrape is left unacknowledged for redelivery.
+func (w *worker) process(ctx context.Context, g *group, it *item) {
+	r := w.r
+	log := r.log.With("group", g.key.String())
+	contentType, err := w.prepare(it.env)
+	if err != nil {
+		r.ack(envelope.Reason(err), r.sched.finish(g, false))
+		log.Debug("message dropped", "reason", envelope.Reason(err), "err", err)
+		return
+	}
+	b := backoff.New(r.opts.RetryMin, r.opts.RetryMax)
+	for attempt := 1; ; attempt++ {
+		if r.now().Sub(it.env.ScrapeStart) > r.opts.MaxAge {
+			r.ack(dropStale, r.sched.finish(g, false))
+			log.Warn("scrape became older than max_age before it could be pushed; dropped", "attempts", attempt-1)
+			return
+		}
+		err := w.push(ctx, g, contentType)
+		if err == nil {
+			r.metrics.pushes.WithLabelValues(pushSuccess).Inc()
+			r.metrics.delivery.Observe(r.now().Sub(it.env.ScrapeStart).Seconds())
+			if attempt > 1 {
+				log.Info("push succeeded after retries", "attempts", attempt)
+			}
+			r.ack("", r.sched.finish(g, true))
+			return
+		}
+		if !pushgateway.Retryable(err) {
+			r.metrics.pushes.WithLabelValues(pushRejected).Inc()
+			r.ack(dropRejected, r.sched.finish(g, false))
+			log.Warn("pushgateway refused the scrape; dropped", "err", err)
+			return
+		}
+		r.metrics.pushes.WithLabelValues(pushError).Inc()
+		level := slogLevelFor(attempt)
+		log.Log(ctx, level, "push failed, retrying", "err", err, "attempt", attempt)
+		if r.sched.hasNewer(g) {
+			r.ack(dropSuperseded, r.sched.finish(g, false))
+			return
+		}
+		if !b.Wait(ctx) {
+			r.sched.finish(g, false) // shutting down: redelivered later
+			return
+		}
+	}
+}
+
+// prepare decompresses and converts the scrape into w.out and returns the
+// content type to push it with.
+func (w *worker) prepare(env *envelope.Envelope) (string, error) {
+	r := w.r
+	var err error
+	w.body, err = env.Body(w.body[:0], int(r.opts.BodyLimit))
+	if err != nil {
+		return "", err
+	}
+	w.out.Reset()
+	res, err := convert(env, w.body, &w.out)
+	if err != nil {
+		return "", err
+	}
+	if res.stripped > 0 {
+		r.metrics.stripped.Add(float64(res.stripped))
+	}
+	if res.parseErr != nil {
+		r.metrics.unparseable.Inc()
+		r.log.Debug("scrape body is not a readable exposition; pushing up 0", "job", env.Job, "instance", env.Instance, "err", res.parseErr)
+	}
+	return string(pushFormat), nil
+}
+
+// push makes one attempt. A push under way when ctx ends still completes
+// (bounded by PushTimeout), so a shutdown does not cut a request in half.
+func (w *worker) push(ctx context.Context, g *group, contentType string) error {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.r.opts.PushTimeout)
+	defer cancel()
+	start := w.r.now()
+	err := w.r.push.Push(pctx, g.key, contentType, w.out.Bytes())
+	w.r.metrics.pushDuration.Observe(w.r.now().Sub(start).Seconds())
+	return err
+}
+
+// slogLevelFor logs the first failures of a push loudly and the rest of a
+// long outage quietly.
+func slogLevelFor(attempt int) slog.Level {
+	if attempt == 1 || attempt%20 == 0 {
+		return slog.LevelWarn
+	}
+	return slog.LevelDebug
+}

@@ -1,0 +1,216 @@
+// Package receiver consumes scrapes from the stream and pushes each group's
+// newest one to the Pushgateway. A message is acknowledged only once its
+// scrape is pushed, superseded by a newer one, or deliberately dropped.
+package receiver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/choria-io/prometheus-streams/envelope"
+	"github.com/choria-io/prometheus-streams/pushgateway"
+	"github.com/choria-io/prometheus-streams/stream"
+)
+
+// Options configures a Receiver.
+type Options struct {
+	// MaxAge is how old a scrape may get before it is dropped instead of
+	// pushed (and the bound on retrying a failed push).
+	MaxAge time.Duration
+	// BodyLimit is the largest decompressed body accepted.
+	BodyLimit int64
+	// Concurrency is the number of pushes in flight at once.
+	Concurrency int
+	// PublisherLabel adds the publisher to the grouping key under
+	// PublisherLabelName, so each DC's groups stay apart.
+	PublisherLabel     bool
+	PublisherLabelName string
+	// RetryMin and RetryMax bound the backoff between push attempts.
+	RetryMin, RetryMax time.Duration
+	// PushTimeout bounds a push that is still running when Run's context
+	// ends, so shutdown finishes it instead of abandoning it halfway.
+	PushTimeout time.Duration
+}
+
+// Receiver moves scrapes from a Subscriber to the Pushgateway.
+type Receiver struct {
+	opts     Options
+	sub      stream.Subscriber
+	push     *pushgateway.Client
+	log      *slog.Logger
+	metrics  *metrics
+	sched    *scheduler
+	now      func() time.Time
+	stopping atomic.Bool
+
+	logMu    sync.Mutex
+	logEvery map[string]*rate.Sometimes // per drop reason, so hostile input cannot flood the log
+}
+
+// New validates opts and registers the receiver's metrics on reg.
+func New(opts Options, sub stream.Subscriber, push *pushgateway.Client, logger *slog.Logger, reg prometheus.Registerer) (*Receiver, error) {
+	if opts.MaxAge <= 0 {
+		return nil, errors.New("receiver: max_age must be positive")
+	}
+	if opts.BodyLimit <= 0 {
+		opts.BodyLimit = 16 << 20
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 4
+	}
+	if opts.PublisherLabelName == "" {
+		opts.PublisherLabelName = "publisher"
+	}
+	if opts.RetryMin <= 0 {
+		opts.RetryMin = 250 * time.Millisecond
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = 10 * time.Second
+	}
+	if opts.PushTimeout <= 0 {
+		opts.PushTimeout = 10 * time.Second
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	sched := newScheduler()
+	m, err := newMetrics(reg, func() float64 { return float64(sched.waiting()) })
+	if err != nil {
+		return nil, err
+	}
+	return &Receiver{
+		opts:     opts,
+		sub:      sub,
+		push:     push,
+		log:      logger.With("component", "receiver"),
+		metrics:  m,
+		sched:    sched,
+		now:      time.Now,
+		logEvery: map[string]*rate.Sometimes{},
+	}, nil
+}
+
+// Run receives and pushes until ctx is done. Then it stops taking new
+// scrapes, lets pushes under way finish (each bounded by PushTimeout) and
+// acknowledges them, and closes the subscription; whatever was not pushed
+// stays unacknowledged and is delivered again on the next start.
+func (r *Receiver) Run(ctx context.Context) error {
+	// The subscription outlives ctx so the workers can still acknowledge
+	// the pushes they finish during shutdown.
+	subCtx, cancelSub := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSub()
+	subErr := make(chan error, 1)
+	go func() { subErr <- r.sub.Subscribe(subCtx, r.handle) }()
+
+	var wg sync.WaitGroup
+	for range r.opts.Concurrency {
+		wg.Go(func() { r.work(ctx) })
+	}
+	<-ctx.Done()
+	r.stopping.Store(true)
+	wg.Wait()
+	cancelSub()
+	return <-subErr
+}
+
+// handle is called by the subscription for every delivery. It decides
+// quickly and never blocks: pushing happens in the workers.
+func (r *Receiver) handle(m stream.Message) {
+	r.metrics.received.Inc()
+	if r.stopping.Load() {
+		return // not acknowledged: redelivered after the restart
+	}
+	env, err := envelope.Decode(m.Data())
+	if err != nil {
+		r.drop(m, envelope.Reason(err), err)
+		return
+	}
+	if env.Legacy {
+		r.metrics.legacyMessages.Inc()
+	}
+	now := r.now()
+	age := now.Sub(env.ScrapeStart)
+	r.metrics.messageAge.Observe(max(age, 0).Seconds())
+	r.metrics.lastMessage.WithLabelValues(env.Publisher).Set(float64(now.UnixNano()) / 1e9)
+	if age > r.opts.MaxAge {
+		r.drop(m, dropStale, nil)
+		return
+	}
+	key := r.groupingKey(env)
+	for _, old := range r.sched.offer(key.Path(), key, &item{env: env, msgs: []stream.Message{m}}) {
+		r.ack(dropSuperseded, old.msgs)
+	}
+}
+
+func (r *Receiver) groupingKey(env *envelope.Envelope) pushgateway.GroupingKey {
+	key := pushgateway.GroupingKey{Job: env.Job, Labels: []pushgateway.Label{{Name: "instance", Value: env.Instance}}}
+	if r.opts.PublisherLabel {
+		key.Labels = append(key.Labels, pushgateway.Label{Name: r.opts.PublisherLabelName, Value: env.Publisher})
+	}
+	return key
+}
+
+// drop acknowledges a message that will not be pushed, counts it by reason
+// and logs it, at most once a minute per reason at warning level.
+func (r *Receiver) drop(m stream.Message, reason string, err error) {
+	r.ack(reason, []stream.Message{m})
+	if err == nil {
+		r.log.Debug("message dropped", "reason", reason)
+		return
+	}
+	r.logMu.Lock()
+	every := r.logEvery[reason]
+	if every == nil {
+		every = &rate.Sometimes{Interval: time.Minute}
+		r.logEvery[reason] = every
+	}
+	r.logMu.Unlock()
+	logged := false
+	every.Do(func() {
+		logged = true
+		r.log.Warn("message dropped (further drops for this reason are logged at debug level for a minute)", "reason", reason, "err", err)
+	})
+	if !logged {
+		r.log.Debug("message dropped", "reason", reason, "err", err)
+	}
+}
+
+// ack acknowledges deliveries; reason, when set, counts them as dropped.
+func (r *Receiver) ack(reason string, msgs []stream.Message) {
+	for _, m := range msgs {
+		if reason != "" {
+			r.metrics.dropped.WithLabelValues(reason).Inc()
+		}
+		if err := m.Ack(); err != nil {
+			r.metrics.ackFailures.Inc()
+			r.log.Debug("acknowledgement failed; the message will be delivered again", "err", err)
+		}
+	}
+}
+
+// work pushes scrapes until ctx is done.
+func (r *Receiver) work(ctx context.Context) {
+	w := &worker{r: r}
+	for {
+		g, it := r.sched.next(ctx)
+		if g == nil {
+			return
+		}
+		w.process(ctx, g, it)
+	}
+}
+
+// worker holds one push worker's buffers, reused across scrapes.
+type worker struct {
+	r    *Receiver
+	body []byte
+	out  bytes.Buffer
+}

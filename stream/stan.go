@@ -1,0 +1,396 @@
+package stream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/stan.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/choria-io/prometheus-streams/internal/backoff"
+)
+
+// STANOptions configures a NATS Streaming connection.
+type STANOptions struct {
+	URLs      []string
+	ClusterID string
+	// ClientID must be unique per connection on the cluster and stable across
+	// restarts: the server ties durable subscriptions to it.
+	ClientID string
+	Channel  string
+	TLS      *tls.Config
+	// ConnectTimeout bounds the NATS dial and the streaming connect request.
+	// It must exceed the server's check of a stale connection holding the same
+	// client ID (about a second), or a restarted process cannot replace it.
+	ConnectTimeout time.Duration
+	// AckWait is the publish acknowledgement timeout for a publisher and the
+	// redelivery timeout for a subscriber.
+	AckWait time.Duration
+	// MaxInflight bounds unacknowledged deliveries of a subscription. For a
+	// publisher it sizes the client library's window, which the caller must
+	// not exceed (Publish would block).
+	MaxInflight int
+	// Durable is the durable subscription name (subscribers only).
+	Durable string
+	// PingInterval (seconds) and PingMaxOut decide how fast a dead server is
+	// noticed: after PingInterval*PingMaxOut seconds without an answer.
+	PingInterval, PingMaxOut int
+	// BackoffMin and BackoffMax bound the wait between connection attempts.
+	BackoffMin, BackoffMax time.Duration
+}
+
+func (o *STANOptions) applyDefaults() error {
+	if len(o.URLs) == 0 || o.ClusterID == "" || o.ClientID == "" || o.Channel == "" {
+		return errors.New("stream: urls, cluster_id, client_id and topic are required")
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 5 * time.Second
+	}
+	if o.AckWait < time.Second {
+		o.AckWait = 30 * time.Second
+	}
+	if o.MaxInflight <= 0 {
+		o.MaxInflight = 64
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = 2
+	}
+	if o.PingMaxOut <= 0 {
+		o.PingMaxOut = 5
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = 250 * time.Millisecond
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = 15 * time.Second
+	}
+	return nil
+}
+
+// connection keeps one NATS Streaming connection up: it connects with
+// backoff, lets the owner set up subscriptions on every new connection, and
+// starts over when the connection is lost (server restarts, a memory store
+// that forgot this client, failed pings).
+type connection struct {
+	opts    STANOptions
+	log     *slog.Logger
+	metrics *connMetrics
+
+	mu    sync.Mutex
+	conn  stan.Conn
+	ready chan struct{} // closed while conn != nil
+}
+
+func newConnection(opts STANOptions, role string, logger *slog.Logger, reg prometheus.Registerer) (*connection, error) {
+	if err := opts.applyDefaults(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newConnMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"role": role}, reg))
+	if err != nil {
+		return nil, err
+	}
+	return &connection{
+		opts:    opts,
+		log:     logger.With("component", "stream", "cluster_id", opts.ClusterID, "client_id", opts.ClientID),
+		metrics: m,
+		ready:   make(chan struct{}),
+	}, nil
+}
+
+// current returns the live connection, or nil.
+func (c *connection) current() stan.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn
+}
+
+func (c *connection) readyChan() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ready
+}
+
+func (c *connection) set(sc stan.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if sc != nil {
+		c.conn = sc
+		close(c.ready)
+		c.metrics.connected.Set(1)
+		return
+	}
+	if c.conn != nil {
+		c.conn = nil
+		c.ready = make(chan struct{})
+	}
+	c.metrics.connected.Set(0)
+}
+
+// dial makes one connection attempt. lost receives the reason the
+// connection was lost, at most once.
+func (c *connection) dial(lost chan<- error) (stan.Conn, error) {
+	natsOpts := []nats.Option{
+		nats.Name(c.opts.ClientID),
+		nats.Timeout(c.opts.ConnectTimeout),
+		// The streaming layer decides when the session is gone (pings);
+		// the NATS layer keeps trying underneath it meanwhile.
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(c.opts.BackoffMin),
+	}
+	if c.opts.TLS != nil {
+		natsOpts = append(natsOpts, nats.Secure(c.opts.TLS))
+	}
+	nc, err := nats.Connect(strings.Join(c.opts.URLs, ","), natsOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats %s: %w", strings.Join(c.opts.URLs, ","), err)
+	}
+	sc, err := stan.Connect(c.opts.ClusterID, c.opts.ClientID,
+		stan.NatsConn(nc),
+		stan.ConnectWait(c.opts.ConnectTimeout),
+		stan.PubAckWait(c.opts.AckWait),
+		stan.MaxPubAcksInflight(c.opts.MaxInflight),
+		stan.Pings(c.opts.PingInterval, c.opts.PingMaxOut),
+		stan.SetConnectionLostHandler(func(_ stan.Conn, err error) {
+			select {
+			case lost <- err:
+			default:
+			}
+		}),
+	)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("connect to streaming cluster %q as %q: %w", c.opts.ClusterID, c.opts.ClientID, err)
+	}
+	return &ownedConn{Conn: sc, nc: nc}, nil
+}
+
+// ownedConn closes the NATS connection we dialled together with the
+// streaming session, since stan.go leaves a connection it did not create open.
+type ownedConn struct {
+	stan.Conn
+	nc *nats.Conn
+}
+
+func (o *ownedConn) Close() error {
+	err := o.Conn.Close()
+	o.nc.Close()
+	return err
+}
+
+// run keeps a connection up until ctx is done. setup runs on every new
+// connection (subscribing, for a subscriber); when it fails the connection
+// is dropped and tried again.
+func (c *connection) run(ctx context.Context, setup func(stan.Conn) error) error {
+	b := backoff.New(c.opts.BackoffMin, c.opts.BackoffMax)
+	failures := 0
+	for ctx.Err() == nil {
+		lost := make(chan error, 1)
+		sc, err := c.dial(lost)
+		if err == nil && setup != nil {
+			if err = setup(sc); err != nil {
+				_ = sc.Close()
+			}
+		}
+		if err != nil {
+			failures++
+			c.metrics.attempts.WithLabelValues("failure").Inc()
+			// Repeated failures during a long outage are logged sparsely.
+			level := slog.LevelDebug
+			if failures == 1 || failures%20 == 0 {
+				level = slog.LevelWarn
+			}
+			c.log.Log(ctx, level, "stream connection failed, retrying", "err", err, "attempt", failures)
+			if !b.Wait(ctx) {
+				break
+			}
+			continue
+		}
+		c.metrics.attempts.WithLabelValues("success").Inc()
+		if failures > 0 {
+			c.log.Info("stream connected", "after_attempts", failures+1)
+		} else {
+			c.log.Info("stream connected")
+		}
+		failures = 0
+		b.Reset()
+		c.set(sc)
+		select {
+		case <-ctx.Done():
+			c.set(nil)
+			// Close, not Unsubscribe: the durable subscription stays.
+			if err := sc.Close(); err != nil {
+				c.log.Debug("closing stream connection", "err", err)
+			}
+			return nil
+		case err := <-lost:
+			c.set(nil)
+			c.metrics.lost.Inc()
+			c.log.Warn("stream connection lost, reconnecting", "err", err)
+			_ = sc.Close()
+			if !b.Wait(ctx) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+type connMetrics struct {
+	connected prometheus.Gauge
+	attempts  *prometheus.CounterVec
+	lost      prometheus.Counter
+}
+
+func newConnMetrics(reg prometheus.Registerer) (*connMetrics, error) {
+	m := &connMetrics{
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "connected",
+			Help: "1 while the connection to the stream is up.",
+		}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "connect_attempts_total",
+			Help: "Connection attempts to the stream by result (success, failure).",
+		}, []string{"result"}),
+		lost: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "connections_lost_total",
+			Help: "Established stream connections that were lost (server gone, pings unanswered, session forgotten).",
+		}),
+	}
+	m.attempts.WithLabelValues("success")
+	m.attempts.WithLabelValues("failure")
+	for _, c := range []prometheus.Collector{m.connected, m.attempts, m.lost} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register stream metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+const (
+	namespace = "prometheus_streams"
+	subsystem = "stream"
+)
+
+// STANPublisher publishes to a NATS Streaming channel. Run keeps its
+// connection up; Publish fails fast with ErrNotConnected while it is down.
+type STANPublisher struct {
+	c *connection
+}
+
+var _ Publisher = (*STANPublisher)(nil)
+
+// NewSTANPublisher returns a publisher; nothing connects until Run.
+// Metrics are registered on reg with the label role="poller".
+func NewSTANPublisher(opts STANOptions, logger *slog.Logger, reg prometheus.Registerer) (*STANPublisher, error) {
+	c, err := newConnection(opts, "poller", logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	return &STANPublisher{c: c}, nil
+}
+
+// Run connects and reconnects until ctx is done, then closes the connection.
+// Publishes not yet acknowledged then fail with stan.ErrConnectionClosed.
+func (p *STANPublisher) Run(ctx context.Context) error { return p.c.run(ctx, nil) }
+
+// Publish implements Publisher.
+func (p *STANPublisher) Publish(_ string, data []byte, done func(error)) error {
+	sc := p.c.current()
+	if sc == nil {
+		return ErrNotConnected
+	}
+	_, err := sc.PublishAsync(p.c.opts.Channel, data, func(_ string, err error) { done(translate(err)) })
+	if err != nil {
+		return fmt.Errorf("publish to %s: %w", p.c.opts.Channel, translate(err))
+	}
+	return nil
+}
+
+// translate maps stan.go's errors to this package's, keeping the original.
+func translate(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, stan.ErrTimeout):
+		return fmt.Errorf("%w: %w", ErrAckTimeout, err)
+	case errors.Is(err, stan.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionClosed):
+		return fmt.Errorf("%w: %w", ErrConnectionClosed, err)
+	}
+	return err
+}
+
+// MaxPayload implements Publisher.
+func (p *STANPublisher) MaxPayload() int {
+	sc := p.c.current()
+	if sc == nil || sc.NatsConn() == nil {
+		return 0
+	}
+	return int(sc.NatsConn().MaxPayload())
+}
+
+// Ready implements Publisher.
+func (p *STANPublisher) Ready() <-chan struct{} { return p.c.readyChan() }
+
+// Connected reports whether the connection is up (for readiness checks).
+func (p *STANPublisher) Connected() bool { return p.c.current() != nil }
+
+// STANSubscriber holds a durable, manually acknowledged subscription to a
+// NATS Streaming channel.
+type STANSubscriber struct {
+	c *connection
+}
+
+var _ Subscriber = (*STANSubscriber)(nil)
+
+// NewSTANSubscriber returns a subscriber; nothing connects until Subscribe.
+// An empty Durable defaults to the client ID, as in prometheus-streams 1.0.
+// Metrics are registered on reg with the label role="receiver".
+func NewSTANSubscriber(opts STANOptions, logger *slog.Logger, reg prometheus.Registerer) (*STANSubscriber, error) {
+	if opts.Durable == "" {
+		opts.Durable = opts.ClientID
+	}
+	c, err := newConnection(opts, "receiver", logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	return &STANSubscriber{c: c}, nil
+}
+
+// Subscribe implements Subscriber. On first start the durable begins with
+// all messages the channel still holds; afterwards it resumes where it was.
+func (s *STANSubscriber) Subscribe(ctx context.Context, h Handler) error {
+	o := s.c.opts
+	return s.c.run(ctx, func(sc stan.Conn) error {
+		_, err := sc.Subscribe(o.Channel, func(m *stan.Msg) { h(stanMsg{m}) },
+			stan.DurableName(o.Durable),
+			stan.SetManualAckMode(),
+			stan.MaxInflight(o.MaxInflight),
+			stan.AckWait(o.AckWait),
+			stan.DeliverAllAvailable(),
+		)
+		if err != nil {
+			return fmt.Errorf("subscribe to %s as durable %q: %w", o.Channel, o.Durable, err)
+		}
+		return nil
+	})
+}
+
+// Connected reports whether the connection and subscription are up (for
+// readiness checks).
+func (s *STANSubscriber) Connected() bool { return s.c.current() != nil }
+
+type stanMsg struct{ m *stan.Msg }
+
+func (s stanMsg) Data() []byte      { return s.m.Data }
+func (s stanMsg) Ack() error        { return s.m.Ack() }
+func (s stanMsg) Redelivered() bool { return s.m.Redelivered }

@@ -1,0 +1,69 @@
+// Package stream is the transport between pollers and receivers: publishing
+// with acknowledgements and a durable, manually acknowledged subscription.
+// NATS Streaming implements it now; a JetStream implementation fits the same
+// interfaces, which is why publishing takes a key (JetStream maps it to a subject).
+package stream
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrNotConnected is returned by Publish while no connection to the stream is
+// up; the caller keeps the message and tries again once Ready is closed.
+var ErrNotConnected = errors.New("stream: not connected")
+
+// ErrAckTimeout is passed to a publish's done callback when the server did
+// not acknowledge the message in time; it may or may not have stored it.
+var ErrAckTimeout = errors.New("stream: publish not acknowledged in time")
+
+// ErrConnectionClosed is passed to a publish's done callback when the
+// connection closed before the acknowledgement arrived.
+var ErrConnectionClosed = errors.New("stream: connection closed")
+
+// Publisher publishes messages and reports the server's acknowledgement.
+//
+// Implementations are safe for concurrent use. Publish never blocks on the
+// network for longer than it takes to hand the message to the client library:
+// bounding the number of unacknowledged messages is the caller's job.
+type Publisher interface {
+	// Publish sends data asynchronously. key identifies the message's origin
+	// (job and instance); NATS Streaming ignores it, JetStream will use it to
+	// build the subject. done is called exactly once, from another goroutine,
+	// with nil once the server stored the message or the reason it did not;
+	// it is not called when Publish itself returns an error. data may be
+	// reused by the caller as soon as Publish returns.
+	Publish(key string, data []byte, done func(error)) error
+	// MaxPayload is the largest message the connected server accepts, or 0
+	// while not connected.
+	MaxPayload() int
+	// Ready returns a channel that is closed while a connection is up. After
+	// a connection is lost a new channel is returned, so callers ask again.
+	Ready() <-chan struct{}
+}
+
+// Message is one delivered message awaiting acknowledgement.
+type Message interface {
+	// Data is the message body. It stays valid until the handler's caller
+	// drops the Message; do not modify it.
+	Data() []byte
+	// Ack tells the server the message is dealt with. Acknowledging after
+	// the connection it arrived on was lost fails; the server then delivers
+	// the message again on the next connection.
+	Ack() error
+	// Redelivered reports whether the server delivered this message before.
+	Redelivered() bool
+}
+
+// Handler receives messages. It is called from one goroutine at a time per
+// subscription and must not block for long: hand the message on and return.
+type Handler func(Message)
+
+// Subscriber holds a durable subscription.
+type Subscriber interface {
+	// Subscribe connects, subscribes durably and calls h for every message
+	// until ctx is done, reconnecting and re-subscribing by itself when the
+	// connection or the server's state is lost. It returns nil when ctx ends.
+	// Closing keeps the durable subscription on the server.
+	Subscribe(ctx context.Context, h Handler) error
+}
