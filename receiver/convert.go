@@ -39,11 +39,19 @@ type converted struct {
 	// parseErr is set when the body was not an exposition the receiver can
 	// read; the push then carries up 0, as Prometheus shows such a scrape.
 	parseErr error
+	// renamed counts labels renamed to exported_<name> because they
+	// clashed with a grouping-key label.
+	renamed int
 }
 
 // convert writes the push body for env (body is its decompressed
-// exposition) into out.
-func convert(env *envelope.Envelope, body []byte, out *bytes.Buffer) (converted, error) {
+// exposition) into out. groupLabels are the grouping key's label names: a
+// metric's own label of such a name is renamed to exported_<name>, as
+// Prometheus does with honor_labels off, because the Pushgateway would
+// otherwise overwrite it with the group's value and refuse the resulting
+// duplicate series (the poller's own per-target metrics carry job and
+// instance labels, for one).
+func convert(env *envelope.Envelope, body []byte, groupLabels []string, out *bytes.Buffer) (converted, error) {
 	var res converted
 	var fams []*dto.MetricFamily
 	up := 0.0
@@ -69,6 +77,7 @@ func convert(env *envelope.Envelope, body []byte, out *bytes.Buffer) (converted,
 				m.TimestampMs = nil
 				res.stripped++
 			}
+			res.renamed += renameClashes(m, groupLabels)
 			samples += sampleCount(mf.GetType(), m)
 		}
 		kept = append(kept, mf)
@@ -117,6 +126,28 @@ func parse(contentType string, body []byte) ([]*dto.MetricFamily, error) {
 		fams = append(fams, mf)
 	}
 	return fams, nil
+}
+
+// renameClashes renames m's labels that clash with a grouping-key label
+// to exported_<name> (again prefixed while that name is taken too).
+func renameClashes(m *dto.Metric, groupLabels []string) int {
+	n := 0
+	for _, l := range m.GetLabel() {
+		if !slices.Contains(groupLabels, l.GetName()) {
+			continue
+		}
+		name := "exported_" + l.GetName()
+		for hasLabel(m, name) {
+			name = "exported_" + name
+		}
+		l.Name = proto.String(name)
+		n++
+	}
+	return n
+}
+
+func hasLabel(m *dto.Metric, name string) bool {
+	return slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == name })
 }
 
 // sampleCount counts samples as Prometheus's scrape_samples_scraped does.

@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/choria-io/prometheus-streams/envelope"
@@ -15,18 +16,16 @@ import (
 // scrape is left unacknowledged for redelivery.
 func (w *worker) process(ctx context.Context, g *group, it *item) {
 	r := w.r
-	log := r.log.With("group", g.key.String())
 	contentType, err := w.prepare(it.env)
 	if err != nil {
-		r.ack(envelope.Reason(err), r.sched.finish(g, false))
-		log.Debug("message dropped", "reason", envelope.Reason(err), "err", err)
+		r.dropAll(r.sched.finish(g, false), envelope.Reason(err), fmt.Errorf("%s: %w", g.key, err))
 		return
 	}
 	b := backoff.New(r.opts.RetryMin, r.opts.RetryMax)
 	for attempt := 1; ; attempt++ {
 		if r.now().Sub(it.env.ScrapeStart) > r.opts.MaxAge {
-			r.ack(dropStale, r.sched.finish(g, false))
-			log.Warn("scrape became older than max_age before it could be pushed; dropped", "attempts", attempt-1)
+			r.dropAll(r.sched.finish(g, false), dropStale,
+				fmt.Errorf("scrape of %s became older than max_age after %d failed push attempts", g.key, attempt-1))
 			return
 		}
 		err := w.push(ctx, g, contentType)
@@ -34,20 +33,19 @@ func (w *worker) process(ctx context.Context, g *group, it *item) {
 			r.metrics.pushes.WithLabelValues(pushSuccess).Inc()
 			r.metrics.delivery.Observe(r.now().Sub(it.env.ScrapeStart).Seconds())
 			if attempt > 1 {
-				log.Info("push succeeded after retries", "attempts", attempt)
+				r.log.Info("push succeeded after retries", "group", g.key, "attempts", attempt)
 			}
 			r.ack("", r.sched.finish(g, true))
 			return
 		}
 		if !pushgateway.Retryable(err) {
 			r.metrics.pushes.WithLabelValues(pushRejected).Inc()
-			r.ack(dropRejected, r.sched.finish(g, false))
-			log.Warn("pushgateway refused the scrape; dropped", "err", err)
+			r.dropAll(r.sched.finish(g, false), dropRejected, fmt.Errorf("pushgateway refused the scrape of %s: %w", g.key, err))
 			return
 		}
 		r.metrics.pushes.WithLabelValues(pushError).Inc()
 		level := slogLevelFor(attempt)
-		log.Log(ctx, level, "push failed, retrying", "err", err, "attempt", attempt)
+		r.log.Log(ctx, level, "push failed, retrying", "group", g.key, "err", err, "attempt", attempt)
 		if r.sched.hasNewer(g) {
 			r.ack(dropSuperseded, r.sched.finish(g, false))
 			return
@@ -69,7 +67,7 @@ func (w *worker) prepare(env *envelope.Envelope) (string, error) {
 		return "", err
 	}
 	w.out.Reset()
-	res, err := convert(env, w.body, &w.out)
+	res, err := convert(env, w.body, w.r.groupLabels, &w.out)
 	if err != nil {
 		return "", err
 	}

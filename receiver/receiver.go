@@ -50,6 +50,8 @@ type Receiver struct {
 	sched    *scheduler
 	now      func() time.Time
 	stopping atomic.Bool
+	// groupLabels are the grouping key's label names besides job.
+	groupLabels []string
 
 	logMu    sync.Mutex
 	logEvery map[string]*rate.Sometimes // per drop reason, so hostile input cannot flood the log
@@ -86,15 +88,20 @@ func New(opts Options, sub stream.Subscriber, push *pushgateway.Client, logger *
 	if err != nil {
 		return nil, err
 	}
+	groupLabels := []string{"job", "instance"}
+	if opts.PublisherLabel {
+		groupLabels = append(groupLabels, opts.PublisherLabelName)
+	}
 	return &Receiver{
-		opts:     opts,
-		sub:      sub,
-		push:     push,
-		log:      logger.With("component", "receiver"),
-		metrics:  m,
-		sched:    sched,
-		now:      time.Now,
-		logEvery: map[string]*rate.Sometimes{},
+		groupLabels: groupLabels,
+		opts:        opts,
+		sub:         sub,
+		push:        push,
+		log:         logger.With("component", "receiver"),
+		metrics:     m,
+		sched:       sched,
+		now:         time.Now,
+		logEvery:    map[string]*rate.Sometimes{},
 	}, nil
 }
 
@@ -161,7 +168,12 @@ func (r *Receiver) groupingKey(env *envelope.Envelope) pushgateway.GroupingKey {
 // drop acknowledges a message that will not be pushed, counts it by reason
 // and logs it, at most once a minute per reason at warning level.
 func (r *Receiver) drop(m stream.Message, reason string, err error) {
-	r.ack(reason, []stream.Message{m})
+	r.dropAll([]stream.Message{m}, reason, err)
+}
+
+// dropAll is drop for the deliveries of one scrape.
+func (r *Receiver) dropAll(msgs []stream.Message, reason string, err error) {
+	r.ack(reason, msgs)
 	if err == nil {
 		r.log.Debug("message dropped", "reason", reason)
 		return
