@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/choria-io/prometheus-streams/embedded"
+	"github.com/choria-io/prometheus-streams/internal/testenv"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// syncBuffer is written by the command while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut syncBuffer
+	code = run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "prometheus-streams.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCommandLine(t *testing.T) {
+	v1 := "../../config/testdata/v1.yaml"
+	typo := writeFile(t, "scrape_interval: 60s\nscrape_intervall: 30s\npoller_stream:\n  cluster_id: c\n  urls: nats://x:4222\n  topic: t\n")
+	receiverOnly := writeFile(t, "receiver_stream:\n  cluster_id: c\n  urls: nats://x:4222\n  topic: t\npush_gateway:\n  url: http://pgw:9091\n")
+	cases := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantOut  string // regexp on stdout
+		wantErr  string // regexp on stderr
+	}{
+		{"version", []string{"version"}, 0, `prometheus-streams, version`, ``},
+		{"1.0 --version flag", []string{"--version"}, 0, `version`, ``},
+		{"check-config on a 1.0 file, 1.0 flag order", []string{"--config", v1, "check-config"}, 0,
+			`(?s)warning: .*management.*valid for \[poller receiver\].*choria\s+choria1\s+http://choria1.dc1.example.net:8222/choria/prometheus.*choria2.dc1.example.net:8222.*prometheus_streams\s+USDC1\s+http://localhost:10000/metrics`, ``},
+		{"check-config names the unknown key and its line", []string{"check-config", "--config", typo}, 1, ``, `:2:.*scrape_intervall`},
+		{"check-config on a missing file", []string{"check-config", "--config", "/nonexistent.yaml"}, 1, ``, `nonexistent.yaml`},
+		{"check-config for a role the file lacks", []string{"check-config", "--config", receiverOnly, "--role", "poller"}, 1, ``, `poller_stream`},
+		{"poller with a receiver-only file", []string{"poller", "--config", receiverOnly}, 1, ``, `poller_stream`},
+		{"a bad log format", []string{"--config", v1, "--log-format", "xml", "poller"}, 1, ``, `log-format`},
+		{"enroll points to its replacement", []string{"enroll", "prom.example.net", "--dir", "/tmp"}, 1, ``, `enroll was removed.*tls`},
+		{"an unknown command", []string{"frobnicate"}, 1, ``, `unknown command`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errOut := runCmd(t, c.args...)
+			if code != c.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, c.wantCode, out, errOut)
+			}
+			if !regexp.MustCompile(c.wantOut).MatchString(out) {
+				t.Errorf("stdout does not match %q:\n%s", c.wantOut, out)
+			}
+			if !regexp.MustCompile(c.wantErr).MatchString(errOut) {
+				t.Errorf("stderr does not match %q:\n%s", c.wantErr, errOut)
+			}
+		})
+	}
+}
+
+func TestDemoRunsThePipelineAndStopsCleanly(t *testing.T) {
+	exporter := testenv.Exporter(t, testenv.Sample(t, "node_exporter.prom"), testenv.TextContentType)
+	var out, errOut syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"demo", "--pushgateway-listen", "127.0.0.1:0", "--scrape-interval", "100ms",
+			"--target", exporter.URL + "/metrics"}, &out, &errOut)
+	}()
+	var gateway string
+	testenv.WaitFor(t, "the demo to print the Pushgateway's address", 10*time.Second, func() bool {
+		m := regexp.MustCompile(`Pushgateway\s+(http://\S+)`).FindStringSubmatch(out.String())
+		if m != nil {
+			gateway = m[1]
+		}
+		return m != nil
+	})
+	instance := strings.TrimPrefix(exporter.URL, "http://")
+	for _, want := range []map[string]string{
+		{"job": "demo", "instance": instance, "publisher": "demo"},
+		{"job": "prometheus_streams", "instance": "demo", "publisher": "demo"},
+	} {
+		testenv.WaitFor(t, fmt.Sprintf("up%v = 1 in the demo's Pushgateway", want), 15*time.Second, func() bool {
+			fams, err := testenv.Families(gateway + "/metrics")
+			if err != nil {
+				return false
+			}
+			v, ok := testenv.Value(fams, "up", want)
+			return ok && v == 1
+		})
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("demo exited %d after cancel\nstderr: %s", code, errOut.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("demo did not stop within 15s of its context ending")
+	}
+}
+
+func TestDaemonsRunFromAFileAndStop(t *testing.T) {
+	nats, err := embedded.StartStreaming(embedded.StreamingOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nats.Shutdown()
+	gw, err := embedded.StartPushgateway(embedded.PushgatewayOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = gw.Close(context.Background()) }()
+	exporter := testenv.Exporter(t, []byte("answer 42\n"), testenv.TextContentType)
+	pid := filepath.Join(t.TempDir(), "poller.pid")
+	file := writeFile(t, fmt.Sprintf(`identity: dc9
+scrape_interval: 200ms
+poller_stream: {cluster_id: %[1]s, urls: "%[2]s", topic: prometheus}
+receiver_stream: {cluster_id: %[1]s, urls: "%[2]s", topic: prometheus}
+push_gateway: {url: "%[3]s", publisher_label: true}
+jobs:
+  app:
+    targets:
+      - name: app1
+        url: %[4]s/metrics
+`, nats.ClusterID(), nats.URL(), gw.URL(), exporter.URL))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	codes := make(chan int, 2)
+	var errOut syncBuffer
+	go func() { codes <- run(ctx, []string{"--config", file, "--pid", pid, "poller"}, &syncBuffer{}, &errOut) }()
+	go func() { codes <- run(ctx, []string{"receiver", "--config", file, "--log-format", "json"}, &syncBuffer{}, &errOut) }()
+	testenv.WaitFor(t, "answer{job=app,instance=app1,publisher=dc9} in the Pushgateway", 15*time.Second, func() bool {
+		fams, err := testenv.Families(gw.URL() + "/metrics")
+		if err != nil {
+			return false
+		}
+		v, ok := testenv.Value(fams, "answer", map[string]string{"job": "app", "instance": "app1", "publisher": "dc9"})
+		return ok && v == 42
+	})
+	if b, err := os.ReadFile(pid); err != nil || strings.TrimSpace(string(b)) != fmt.Sprint(os.Getpid()) {
+		t.Errorf("pid file: %q, %v", b, err)
+	}
+	if !strings.Contains(errOut.String(), `"msg":"stream connected"`) {
+		t.Errorf("the receiver did not log JSON: %s", errOut.String())
+	}
+	cancel()
+	for range 2 {
+		select {
+		case code := <-codes:
+			if code != 0 {
+				t.Fatalf("a daemon exited %d\n%s", code, errOut.String())
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("a daemon did not stop within 15s")
+		}
+	}
+	if _, err := os.Stat(pid); !os.IsNotExist(err) {
+		t.Errorf("pid file left behind: %v", err)
+	}
+}

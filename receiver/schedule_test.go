@@ -1,0 +1,111 @@
+package receiver
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/choria-io/prometheus-streams/envelope"
+	"github.com/choria-io/prometheus-streams/pushgateway"
+	"github.com/choria-io/prometheus-streams/stream"
+)
+
+// fakeMsg stands in for a delivery in scheduler tests, which exercise
+// bookkeeping only; the integration tests use the real stream.
+type fakeMsg struct{ id string }
+
+func (m *fakeMsg) Data() []byte      { return nil }
+func (m *fakeMsg) Ack() error        { return nil }
+func (m *fakeMsg) Redelivered() bool { return false }
+
+func newItem(id string, start time.Time) *item {
+	return &item{env: &envelope.Envelope{ScrapeStart: start}, msgs: []stream.Message{&fakeMsg{id}}}
+}
+
+func ids(items []*item) []string {
+	var out []string
+	for _, it := range items {
+		for _, m := range it.msgs {
+			out = append(out, m.(*fakeMsg).id)
+		}
+	}
+	return out
+}
+
+func msgIDs(msgs []stream.Message) []string {
+	var out []string
+	for _, m := range msgs {
+		out = append(out, m.(*fakeMsg).id)
+	}
+	return out
+}
+
+func TestSchedulerLatestWinsPerGroup(t *testing.T) {
+	s := newScheduler()
+	key := pushgateway.GroupingKey{Job: "j"}
+	t0 := time.Unix(1000, 0)
+	ctx := context.Background()
+
+	if got := s.offer("g", key, newItem("m1", t0)); len(got) != 0 {
+		t.Fatalf("first offer superseded %v", ids(got))
+	}
+	g, active := s.next(ctx)
+	if active.msgs[0].(*fakeMsg).id != "m1" {
+		t.Fatalf("active %v, want m1", msgIDs(active.msgs))
+	}
+	// While m1 is pushed: m2 waits, m3 replaces it, an older m0 and a
+	// redelivery of m1 are handled without a second push.
+	steps := []struct {
+		id         string
+		start      time.Time
+		superseded []string
+	}{
+		{"m2", t0.Add(time.Second), nil},
+		{"m3", t0.Add(2 * time.Second), []string{"m2"}},
+		{"m0", t0.Add(-time.Second), []string{"m0"}},
+		{"m1-again", t0, nil},
+		{"m3-again", t0.Add(2 * time.Second), nil},
+	}
+	for _, st := range steps {
+		got := ids(s.offer("g", key, newItem(st.id, st.start)))
+		if len(got) != len(st.superseded) || (len(got) > 0 && got[0] != st.superseded[0]) {
+			t.Fatalf("offer %s superseded %v, want %v", st.id, got, st.superseded)
+		}
+	}
+	if !s.hasNewer(g) {
+		t.Fatal("hasNewer = false with m3 waiting")
+	}
+	if s.waiting() != 0 {
+		t.Fatalf("a group with an active push is queued again before it finishes: waiting %d", s.waiting())
+	}
+	if got := msgIDs(s.finish(g, true)); len(got) != 2 || got[0] != "m1" || got[1] != "m1-again" {
+		t.Fatalf("finish returned %v, want [m1 m1-again]", got)
+	}
+	g2, active := s.next(ctx)
+	if g2 != g || len(active.msgs) != 2 || active.start() != t0.Add(2*time.Second) {
+		t.Fatalf("next after finish: %v", msgIDs(active.msgs))
+	}
+	s.finish(g, true)
+	// Anything not newer than what was pushed is superseded at once.
+	if got := ids(s.offer("g", key, newItem("late", t0.Add(time.Second)))); len(got) != 1 {
+		t.Fatalf("an offer older than the last push was queued: superseded %v", got)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if g, _ := s.next(cctx); g != nil {
+		t.Fatal("next returned a group with nothing queued")
+	}
+}
+
+func TestSchedulerGroupsRunIndependently(t *testing.T) {
+	s := newScheduler()
+	t0 := time.Unix(1000, 0)
+	s.offer("a", pushgateway.GroupingKey{Job: "a"}, newItem("a1", t0))
+	s.offer("b", pushgateway.GroupingKey{Job: "b"}, newItem("b1", t0))
+	ctx := context.Background()
+	ga, _ := s.next(ctx)
+	gb, _ := s.next(ctx)
+	if ga == gb || ga.key.Job != "a" || gb.key.Job != "b" {
+		t.Fatalf("groups were not handed out in order to two workers: %v %v", ga.key, gb.key)
+	}
+}
