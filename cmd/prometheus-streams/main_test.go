@@ -164,7 +164,9 @@ jobs:
 	codes := make(chan int, 2)
 	var errOut syncBuffer
 	go func() { codes <- run(ctx, []string{"--config", file, "--pid", pid, "poller"}, &syncBuffer{}, &errOut) }()
-	go func() { codes <- run(ctx, []string{"receiver", "--config", file, "--log-format", "json"}, &syncBuffer{}, &errOut) }()
+	go func() {
+		codes <- run(ctx, []string{"receiver", "--config", file, "--log-format", "json"}, &syncBuffer{}, &errOut)
+	}()
 	testenv.WaitFor(t, "answer{job=app,instance=app1,publisher=dc9} in the Pushgateway", 15*time.Second, func() bool {
 		fams, err := testenv.Families(gw.URL() + "/metrics")
 		if err != nil {
