@@ -1,0 +1,83 @@
+// Package e2e runs the built prometheus-streams binary the way an operator
+// does: a 1.0 configuration file, a real node exporter, NATS Streaming, a
+// Pushgateway and Debian's Prometheus, each in its own process or on
+// loopback. It asserts on what the central Prometheus ends up storing.
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// binary is the path of the prometheus-streams binary TestMain built; it
+// is written once, before any test runs, and only read afterwards.
+var binary string
+
+// TestMain builds the binary once for every test (with -race when the
+// tests run with -race, so the daemons are race-checked too) and fails the
+// package if a goroutine of the embedded servers outlives the tests.
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "prometheus-streams-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	binary, err = build(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: goroutines outlived the tests:", err)
+			return 1
+		}
+	}
+	return code
+}
+
+// build compiles ./cmd/prometheus-streams of this module into dir.
+func build(dir string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "prometheus-streams")
+	args := []string{"build", "-o", out}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	args = append(args, "./cmd/prometheus-streams")
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
+	}
+	return out, nil
+}
+
+// moduleRoot is the directory of the go.mod the tests run under.
+func moduleRoot() (string, error) {
+	b, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(b))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("go env GOMOD: the tests do not run inside a module")
+	}
+	return filepath.Dir(gomod), nil
+}

@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+)
+
+const (
+	// waitTimeout bounds every wait for a condition: generous, since
+	// Prometheus and the pipeline start cold, while pollEvery keeps the
+	// test fast when things work.
+	waitTimeout = 60 * time.Second
+	pollEvery   = 250 * time.Millisecond
+)
+
+// waitUntil polls cond every pollEvery until it returns nil. It fails the
+// test with cond's last error when waitTimeout passes, or at once when one
+// of watch exits, since then the condition can no longer come true.
+func waitUntil(t *testing.T, what string, cond func() error, watch ...*process) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		for _, p := range watch {
+			if perr := p.alive(); perr != nil {
+				t.Fatalf("waiting for %s: %v (last: %v)", what, perr, err)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s: %v", waitTimeout, what, err)
+		}
+		<-tick.C
+	}
+}
+
+// newHTTPClient returns a client whose idle connections are closed when
+// the test ends, so goleak in TestMain sees no leftover connection.
+func newHTTPClient(t *testing.T) *http.Client {
+	t.Helper()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 5 * time.Second}
+}
+
+// get fetches url and returns its body; a status other than 200 is an error.
+func get(c *http.Client, url string) ([]byte, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: read body: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return b, fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	return b, nil
+}
+
+// freePort returns a loopback port that was free a moment ago, for the
+// programs that need a port number on their command line or in a file.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// hostPort is 127.0.0.1:port.
+func hostPort(port int) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
