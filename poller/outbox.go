@@ -3,14 +3,15 @@ package poller
 import (
 	"context"
 	"sync"
-	"time"
+
+	"github.com/choria-io/prometheus-streams/envelope"
 )
 
 // message is one encoded scrape waiting to be published.
 type message struct {
-	key         string // job and instance: one slot per target
-	data        []byte
-	scrapeStart time.Time
+	key  string // job and instance: one slot per target
+	data []byte
+	env  envelope.Envelope // data's header, without the payload
 }
 
 // outbox holds at most one unpublished message per target. A Pushgateway

@@ -4,14 +4,16 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/choria-io/prometheus-streams/envelope"
 )
 
 func TestOutboxKeepsNewestPerTarget(t *testing.T) {
 	o := newOutbox()
 	t0 := time.Unix(1000, 0)
-	a1 := &message{key: "a", data: []byte("a1"), scrapeStart: t0}
-	a2 := &message{key: "a", data: []byte("a2"), scrapeStart: t0.Add(time.Second)}
-	b1 := &message{key: "b", data: []byte("b1"), scrapeStart: t0}
+	a1 := &message{key: "a", data: []byte("a1"), env: envelope.Envelope{ScrapeStart: t0}}
+	a2 := &message{key: "a", data: []byte("a2"), env: envelope.Envelope{ScrapeStart: t0.Add(time.Second)}}
+	b1 := &message{key: "b", data: []byte("b1"), env: envelope.Envelope{ScrapeStart: t0}}
 	if o.put(a1) || o.put(b1) {
 		t.Fatal("first put of a target reported a replacement")
 	}
@@ -32,7 +34,7 @@ func TestOutboxKeepsNewestPerTarget(t *testing.T) {
 	if o.restore(a2) {
 		t.Fatal("restore into an empty slot reported a drop")
 	}
-	a3 := &message{key: "a", data: []byte("a3"), scrapeStart: t0.Add(2 * time.Second)}
+	a3 := &message{key: "a", data: []byte("a3"), env: envelope.Envelope{ScrapeStart: t0.Add(2 * time.Second)}}
 	o.put(a3)
 	if o.restore(b1) || o.len() != 2 {
 		t.Fatalf("restore of b1 into its empty slot: len %d, want 2", o.len())

@@ -196,7 +196,9 @@ func (p *Poller) scrapeOnce(ctx context.Context, t config.Target, log *slog.Logg
 		}
 		*lastFailed = false
 	}
-	if p.outbox.put(&message{key: t.Job + "\x00" + t.Name, data: msg, scrapeStart: start}) {
+	header := env
+	header.Payload = nil // the message keeps the header only, to re-encode it as a failure if it must
+	if p.outbox.put(&message{key: t.Job + "\x00" + t.Name, data: msg, env: header}) {
 		p.metrics.replaced.Inc()
 	}
 	return compressed
@@ -213,13 +215,21 @@ func (p *Poller) encode(env *envelope.Envelope, scrapeErr error) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
-	if limit := p.pub.MaxPayload() - envelopeOverhead; limit > 0 && len(msg) > limit {
-		p.fail(env, &scrapeError{reasonMessageTooLarge, fmt.Errorf(
-			"scrape compressed to a %d byte message, more than the %d bytes the stream accepts (max_payload less %d bytes of framing)",
-			len(msg), limit, envelopeOverhead)})
-		return envelope.Append(msg[:0], env)
+	return p.fit(env, msg)
+}
+
+// fit returns msg, or when it is larger than the connected server accepts,
+// env re-encoded as a failed scrape that says so. While not connected the
+// limit is unknown and msg is returned as it is; the sender checks again.
+func (p *Poller) fit(env *envelope.Envelope, msg []byte) ([]byte, error) {
+	limit := p.pub.MaxPayload() - envelopeOverhead
+	if limit <= 0 || len(msg) <= limit {
+		return msg, nil
 	}
-	return msg, nil
+	p.fail(env, &scrapeError{reasonMessageTooLarge, fmt.Errorf(
+		"scrape compressed to a %d byte message, more than the %d bytes the stream accepts (max_payload less %d bytes of framing)",
+		len(msg), limit, envelopeOverhead)})
+	return envelope.Append(msg[:0], env)
 }
 
 func (p *Poller) fail(env *envelope.Envelope, err error) {

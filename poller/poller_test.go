@@ -108,6 +108,11 @@ func newPoller(t *testing.T, pub stream.Publisher, opts Options) (*Poller, *prom
 	if opts.Interval == 0 {
 		opts.Interval = 100 * time.Millisecond
 	}
+	if opts.ShutdownGrace == 0 {
+		// Some tests stop the server before the poller; the poller would
+		// wait this long for acknowledgements that cannot come.
+		opts.ShutdownGrace = 200 * time.Millisecond
+	}
 	reg := prometheus.NewRegistry()
 	p, err := New(opts, pub, nil, reg)
 	if err != nil {
@@ -184,9 +189,10 @@ func TestEveryScrapeIsPublished(t *testing.T) {
 	if n := testutil.ToFloat64(p.metrics.scrapeFailures.WithLabelValues("node", "down", reasonHTTPStatus)); n < 1 {
 		t.Errorf("http_status failures for the down target = %v", n)
 	}
-	if n := testutil.ToFloat64(p.metrics.published); n < 2 {
-		t.Errorf("published_total = %v", n)
-	}
+	// The subscriber can see a message before the poller sees its ack.
+	testenv.WaitFor(t, "published_total to count both targets' messages", 5*time.Second, func() bool {
+		return testutil.ToFloat64(p.metrics.published) >= 2
+	})
 	if n, err := testutil.GatherAndCount(reg, "prometheus_streams_poller_scrapes_total"); err != nil || n != 4 {
 		t.Errorf("scrapes_total series = %d (%v), want 4 (2 targets x 2 outcomes, pre-created)", n, err)
 	}
@@ -267,6 +273,16 @@ func TestStreamUnreachableAtStart(t *testing.T) {
 	exp := testenv.Exporter(t, testenv.Sample(t, "node_exporter.prom"), testenv.TextContentType)
 	p, _ := newPoller(t, pub, Options{Interval: 20 * time.Millisecond, Targets: []config.Target{{Job: "node", Name: "n1", URL: exp.URL}}})
 	testenv.Run(t, p.Run)
+	// A scrape too large for the server, taken while its limit was unknown:
+	// once connected it must still arrive, as a failure saying why.
+	noise := make([]byte, 3<<20)
+	_, _ = rand.Read(noise)
+	huge := testenv.Exporter(t, noise, testenv.TextContentType)
+	large, _ := newPoller(t, pub, Options{Identity: "dc2", Interval: time.Second, Targets: []config.Target{{Job: "node", Name: "huge", URL: huge.URL}}})
+	testenv.Run(t, large.Run)
+	testenv.WaitFor(t, "the huge target to be scraped while disconnected", 5*time.Second, func() bool {
+		return large.outbox.len() == 1
+	})
 	testenv.WaitFor(t, "scrapes to replace each other in the outbox", 5*time.Second, func() bool {
 		return testutil.ToFloat64(p.metrics.replaced) >= 3
 	})
@@ -284,5 +300,9 @@ func TestStreamUnreachableAtStart(t *testing.T) {
 	testenv.WaitFor(t, "the scrape to arrive once the stream is up", 10*time.Second, func() bool { return h.count("n1") > 0 })
 	if env := h.latest("n1"); env.Outcome != envelope.OutcomeSuccess {
 		t.Fatalf("outcome %v: %s", env.Outcome, env.Error)
+	}
+	testenv.WaitFor(t, "the oversized scrape to arrive as a failure", 10*time.Second, func() bool { return h.count("huge") > 0 })
+	if env := h.latest("huge"); env.Outcome != envelope.OutcomeFailure || !strings.Contains(env.Error, "more than the") {
+		t.Fatalf("oversized scrape arrived as %v: %q", env.Outcome, env.Error)
 	}
 }

@@ -33,6 +33,11 @@ func (p *Poller) send(ctx context.Context) {
 			<-slots
 			return
 		}
+		if err := p.refit(m); err != nil {
+			p.log.Error("cannot encode scrape", "err", err)
+			<-slots
+			continue
+		}
 		sent := p.now()
 		p.metrics.inflight.Inc()
 		err := p.pub.Publish(m.key, m.data, func(err error) {
@@ -52,6 +57,18 @@ func (p *Poller) send(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// refit makes m fit the connected server: a scrape taken while the
+// server's limit was unknown may be too large for it, and would be refused
+// on every attempt instead of reaching the centre as a failure.
+func (p *Poller) refit(m *message) error {
+	data, err := p.fit(&m.env, m.data)
+	if err != nil {
+		return err
+	}
+	m.data = data
+	return nil
 }
 
 // acked records the outcome of one publish; a failed message goes back to
@@ -88,11 +105,13 @@ func (p *Poller) failed(m *message, err error) {
 func (p *Poller) drain(slots chan struct{}) {
 	deadline := time.NewTimer(p.opts.ShutdownGrace)
 	defer deadline.Stop()
-	for range cap(slots) {
+	for taken := range cap(slots) {
 		select {
 		case slots <- struct{}{}:
 		case <-deadline.C:
-			p.log.Warn("stopping with publishes still unacknowledged", "unacknowledged", len(slots))
+			// slots holds the tokens taken back here plus one per publish
+			// still waiting for its acknowledgement.
+			p.log.Warn("stopping with publishes still unacknowledged", "unacknowledged", len(slots)-taken)
 			return
 		}
 	}

@@ -3,7 +3,6 @@ package receiver
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"math"
 	"mime"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/choria-io/prometheus-streams/envelope"
@@ -99,33 +99,72 @@ func convert(env *envelope.Envelope, body []byte, groupLabels []string, out *byt
 
 // parse reads an exposition in the format its content type names. A
 // missing or unknown content type is read as text 0.0.4, as Prometheus
-// falls back to it.
-func parse(contentType string, body []byte) ([]*dto.MetricFamily, error) {
+// falls back to it. The body comes from anywhere (an exporter, or anyone who
+// can publish to the channel), so a panic in a parser is turned into an
+// error rather than taking the receiver down with every redelivery.
+func parse(contentType string, body []byte) (fams []*dto.MetricFamily, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			fams, err = nil, fmt.Errorf("parse exposition: parser panicked: %v", p)
+		}
+	}()
 	mediaType, params, _ := mime.ParseMediaType(contentType)
 	if mediaType == expfmt.ProtoType && params["encoding"] == "delimited" {
-		dec := expfmt.NewDecoder(bytes.NewReader(body), expfmt.NewFormat(expfmt.TypeProtoDelim))
-		var fams []*dto.MetricFamily
-		for {
-			mf := &dto.MetricFamily{}
-			if err := dec.Decode(mf); err != nil {
-				if err == io.EOF {
-					return fams, nil
-				}
-				return nil, fmt.Errorf("parse protobuf exposition: %w", err)
-			}
-			fams = append(fams, mf)
-		}
+		return parseDelimited(body)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	m, err := parser.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("parse text exposition: %w", err)
 	}
-	fams := make([]*dto.MetricFamily, 0, len(m))
+	fams = make([]*dto.MetricFamily, 0, len(m))
 	for _, mf := range m {
 		fams = append(fams, mf)
 	}
 	return fams, nil
+}
+
+// parseDelimited reads length-delimited MetricFamily messages. It does not
+// use expfmt's decoder: that one trusts each frame's length prefix and
+// allocates it before reading (a 10-byte body can ask for gigabytes), while
+// here a frame can be no longer than the bytes that are actually left.
+func parseDelimited(body []byte) ([]*dto.MetricFamily, error) {
+	var fams []*dto.MetricFamily
+	for rest := body; len(rest) > 0; {
+		size, n := protowire.ConsumeVarint(rest)
+		if n < 0 {
+			return nil, fmt.Errorf("parse protobuf exposition: bad frame length at byte %d", len(body)-len(rest))
+		}
+		rest = rest[n:]
+		if size > uint64(len(rest)) {
+			return nil, fmt.Errorf("parse protobuf exposition: frame of %d bytes with %d bytes left", size, len(rest))
+		}
+		mf := &dto.MetricFamily{}
+		if err := proto.Unmarshal(rest[:size], mf); err != nil {
+			return nil, fmt.Errorf("parse protobuf exposition: %w", err)
+		}
+		rest = rest[size:]
+		if err := validFamily(mf); err != nil {
+			return nil, fmt.Errorf("parse protobuf exposition: %w", err)
+		}
+		fams = append(fams, mf)
+	}
+	return fams, nil
+}
+
+// validFamily makes the checks expfmt's protobuf decoder makes.
+func validFamily(mf *dto.MetricFamily) error {
+	if !model.UTF8Validation.IsValidMetricName(mf.GetName()) {
+		return fmt.Errorf("invalid metric name %q", mf.GetName())
+	}
+	for _, m := range mf.GetMetric() {
+		for _, l := range m.GetLabel() {
+			if !model.LabelValue(l.GetValue()).IsValid() || !model.UTF8Validation.IsValidLabelName(l.GetName()) {
+				return fmt.Errorf("metric %s: invalid label %q=%q", mf.GetName(), l.GetName(), l.GetValue())
+			}
+		}
+	}
+	return nil
 }
 
 // renameClashes renames m's labels that clash with a grouping-key label

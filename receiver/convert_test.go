@@ -95,3 +95,31 @@ func TestConvert(t *testing.T) {
 		})
 	}
 }
+
+func TestParseRefusesHostileProtobufFrames(t *testing.T) {
+	cases := map[string][]byte{
+		"length prefix claims 2 GiB":     {0x80, 0x80, 0x80, 0x80, 0x08, 1, 2, 3},
+		"length prefix out of int range": {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+		"truncated varint":               {0x80},
+		"frame longer than what is left": {10, 1, 2},
+		"frame that is not a family":     {3, 0xff, 0xff, 0xff},
+		"invalid UTF-8 in a metric name": append([]byte{4, 0x0a, 2}, 0xff, 0xfe),
+	}
+	for name, body := range cases {
+		t.Run(name, func(t *testing.T) {
+			allocs := testing.AllocsPerRun(1, func() {
+				if _, err := parse(testenv.ProtoContentType, body); err == nil {
+					t.Fatal("parsed without an error")
+				}
+			})
+			if allocs > 50 {
+				t.Fatalf("%v allocations refusing %d bytes", allocs, len(body))
+			}
+		})
+	}
+	// The real sample still parses, frame by frame.
+	fams, err := parse(testenv.ProtoContentType, testenv.Sample(t, "node_exporter.pb"))
+	if err != nil || len(fams) < 100 {
+		t.Fatalf("node_exporter.pb: %d families, %v", len(fams), err)
+	}
+}

@@ -18,6 +18,7 @@ const (
 	dropStale      = "stale"
 	dropSuperseded = "superseded"
 	dropRejected   = "rejected"
+	dropFuture     = "future"
 )
 
 // Push results.
@@ -35,6 +36,7 @@ type metrics struct {
 	delivery       prometheus.Histogram
 	messageAge     prometheus.Histogram
 	stripped       prometheus.Counter
+	renamed        prometheus.Counter
 	unparseable    prometheus.Counter
 	lastMessage    *prometheus.GaugeVec // publisher
 	groupsWaiting  prometheus.GaugeFunc
@@ -43,7 +45,7 @@ type metrics struct {
 }
 
 func dropReasons() []string {
-	return append(envelope.Reasons(), dropStale, dropSuperseded, dropRejected)
+	return append(envelope.Reasons(), dropStale, dropFuture, dropSuperseded, dropRejected)
 }
 
 func newMetrics(reg prometheus.Registerer, waiting func() float64) (*metrics, error) {
@@ -55,7 +57,7 @@ func newMetrics(reg prometheus.Registerer, waiting func() float64) (*metrics, er
 		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "messages_dropped_total",
-			Help: "Messages acknowledged without being pushed, by reason: a decode reason of the envelope, stale (older than max_age), superseded (a newer scrape of the group was pushed or waits), rejected (the Pushgateway answered 4xx).",
+			Help: "Messages acknowledged without being pushed, by reason: a decode reason of the envelope, stale (older than max_age), future (starts more than 30s ahead of the receiver's clock), superseded (a newer scrape of the group was pushed or waits), rejected (the Pushgateway answered 4xx).",
 		}, []string{"reason"}),
 		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "pushes_total",
@@ -77,13 +79,17 @@ func newMetrics(reg prometheus.Registerer, waiting func() float64) (*metrics, er
 			Namespace: namespace, Subsystem: subsystem, Name: "timestamps_stripped_total",
 			Help: "Samples whose explicit timestamp was removed because the Pushgateway refuses them.",
 		}),
+		renamed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "labels_renamed_total",
+			Help: "Sample labels renamed to exported_<name> because they had the name of a grouping-key label.",
+		}),
 		unparseable: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "unparseable_scrapes_total",
 			Help: "Scrapes whose body was not a readable exposition; they are pushed as up 0.",
 		}),
 		lastMessage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: namespace, Subsystem: subsystem, Name: "last_message_timestamp_seconds",
-			Help: "Unix time the last valid message of each publisher arrived.",
+			Namespace: namespace, Subsystem: subsystem, Name: "last_push_timestamp_seconds",
+			Help: "Unix time a scrape of each publisher was last pushed to the Pushgateway.",
 		}, []string{"publisher"}),
 		groupsWaiting: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "groups_waiting",
@@ -105,7 +111,7 @@ func newMetrics(reg prometheus.Registerer, waiting func() float64) (*metrics, er
 		m.pushes.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{m.received, m.dropped, m.pushes, m.pushDuration, m.delivery, m.messageAge,
-		m.stripped, m.unparseable, m.lastMessage, m.groupsWaiting, m.ackFailures, m.legacyMessages} {
+		m.stripped, m.renamed, m.unparseable, m.lastMessage, m.groupsWaiting, m.ackFailures, m.legacyMessages} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register receiver metrics: %w", err)
 		}

@@ -3,7 +3,6 @@ package receiver
 import (
 	"context"
 	"fmt"
-	"log/slog"
 
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/internal/backoff"
@@ -32,6 +31,9 @@ func (w *worker) process(ctx context.Context, g *group, it *item) {
 		if err == nil {
 			r.metrics.pushes.WithLabelValues(pushSuccess).Inc()
 			r.metrics.delivery.Observe(r.now().Sub(it.env.ScrapeStart).Seconds())
+			// Set on a push, not on arrival: only publishers whose data
+			// reaches the Pushgateway get a series.
+			r.metrics.lastMessage.WithLabelValues(it.env.Publisher).Set(float64(r.now().UnixNano()) / 1e9)
 			if attempt > 1 {
 				r.log.Info("push succeeded after retries", "group", g.key, "attempts", attempt)
 			}
@@ -44,8 +46,15 @@ func (w *worker) process(ctx context.Context, g *group, it *item) {
 			return
 		}
 		r.metrics.pushes.WithLabelValues(pushError).Inc()
-		level := slogLevelFor(attempt)
-		r.log.Log(ctx, level, "push failed, retrying", "group", g.key, "err", err, "attempt", attempt)
+		logged := false
+		r.pushFailLog.Do(func() {
+			logged = true
+			r.log.Warn("push failed, retrying while the scrape is younger than max_age (further failures are logged at debug level for a minute)",
+				"group", g.key, "err", err, "attempt", attempt)
+		})
+		if !logged {
+			r.log.Debug("push failed, retrying", "group", g.key, "err", err, "attempt", attempt)
+		}
 		if r.sched.hasNewer(g) {
 			r.ack(dropSuperseded, r.sched.finish(g, false))
 			return
@@ -74,6 +83,9 @@ func (w *worker) prepare(env *envelope.Envelope) (string, error) {
 	if res.stripped > 0 {
 		r.metrics.stripped.Add(float64(res.stripped))
 	}
+	if res.renamed > 0 {
+		r.metrics.renamed.Add(float64(res.renamed))
+	}
 	if res.parseErr != nil {
 		r.metrics.unparseable.Inc()
 		r.log.Debug("scrape body is not a readable exposition; pushing up 0", "job", env.Job, "instance", env.Instance, "err", res.parseErr)
@@ -90,13 +102,4 @@ func (w *worker) push(ctx context.Context, g *group, contentType string) error {
 	err := w.r.push.Push(pctx, g.key, contentType, w.out.Bytes())
 	w.r.metrics.pushDuration.Observe(w.r.now().Sub(start).Seconds())
 	return err
-}
-
-// slogLevelFor logs the first failures of a push loudly and the rest of a
-// long outage quietly.
-func slogLevelFor(attempt int) slog.Level {
-	if attempt == 1 || attempt%20 == 0 {
-		return slog.LevelWarn
-	}
-	return slog.LevelDebug
 }

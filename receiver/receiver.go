@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,9 @@ type Receiver struct {
 
 	logMu    sync.Mutex
 	logEvery map[string]*rate.Sometimes // per drop reason, so hostile input cannot flood the log
+	// pushFailLog rate-limits push failures: during a Pushgateway outage
+	// every group fails every interval.
+	pushFailLog rate.Sometimes
 }
 
 // New validates opts and registers the receiver's metrics on reg.
@@ -121,12 +125,17 @@ func (r *Receiver) Run(ctx context.Context) error {
 	for range r.opts.Concurrency {
 		wg.Go(func() { r.work(ctx) })
 	}
+	wg.Go(func() { r.sweep(ctx) })
 	<-ctx.Done()
 	r.stopping.Store(true)
 	wg.Wait()
 	cancelSub()
 	return <-subErr
 }
+
+// maxClockSkew is how far in the future a scrape may start (the poller's
+// clock ahead of ours) before it is refused.
+const maxClockSkew = 30 * time.Second
 
 // handle is called by the subscription for every delivery. It decides
 // quickly and never blocks: pushing happens in the workers.
@@ -146,14 +155,36 @@ func (r *Receiver) handle(m stream.Message) {
 	now := r.now()
 	age := now.Sub(env.ScrapeStart)
 	r.metrics.messageAge.Observe(max(age, 0).Seconds())
-	r.metrics.lastMessage.WithLabelValues(env.Publisher).Set(float64(now.UnixNano()) / 1e9)
 	if age > r.opts.MaxAge {
 		r.drop(m, dropStale, nil)
+		return
+	}
+	if -age > maxClockSkew {
+		// Pushed, it would make every real scrape of its group look older
+		// and be superseded until the clock caught up.
+		r.drop(m, dropFuture, fmt.Errorf("scrape of %s/%s by %q starts %v in the future: check the poller's clock",
+			env.Job, env.Instance, env.Publisher, (-age).Round(time.Second)))
 		return
 	}
 	key := r.groupingKey(env)
 	for _, old := range r.sched.offer(key.Path(), key, &item{env: env, msgs: []stream.Message{m}}) {
 		r.ack(dropSuperseded, old.msgs)
+	}
+}
+
+// sweep forgets groups idle for longer than max_age, so targets that come
+// and go (or made-up job and instance values) do not accumulate. Nothing is
+// lost: a scrape older than what the sweep forgets is stale anyway.
+func (r *Receiver) sweep(ctx context.Context) {
+	t := time.NewTicker(r.opts.MaxAge)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.sched.forget(r.now().Add(-r.opts.MaxAge))
+		}
 	}
 }
 
@@ -208,10 +239,12 @@ func (r *Receiver) ack(reason string, msgs []stream.Message) {
 	}
 }
 
-// work pushes scrapes until ctx is done.
+// work pushes scrapes until ctx is done. Once it is, the worker stops
+// taking groups even if some are queued: they stay unacknowledged and come
+// again after the restart, so shutdown takes one push at most.
 func (r *Receiver) work(ctx context.Context) {
 	w := &worker{r: r}
-	for {
+	for ctx.Err() == nil {
 		g, it := r.sched.next(ctx)
 		if g == nil {
 			return

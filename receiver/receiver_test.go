@@ -6,7 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"testing"
@@ -33,6 +36,7 @@ type env struct {
 	pub      *stream.STANPublisher
 	gateway  string
 	receiver *Receiver
+	stop     func() // stops the receiver and waits for Run to return
 }
 
 func streamOptions(s *embedded.Streaming, client string) stream.STANOptions {
@@ -88,7 +92,7 @@ func newEnv(t *testing.T, opts Options, gatewayURL string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testenv.Run(t, e.receiver.Run)
+	e.stop = testenv.Run(t, e.receiver.Run)
 	return e
 }
 
@@ -162,7 +166,7 @@ func TestPushesScrapesWithUpAndGroupLabels(t *testing.T) {
 		return testutil.ToFloat64(e.receiver.metrics.pushes.WithLabelValues(pushSuccess)) == 3
 	})
 	if v := testutil.ToFloat64(e.receiver.metrics.lastMessage.WithLabelValues("dc1")); v < float64(now.Unix()) {
-		t.Fatalf("last_message_timestamp_seconds{publisher=dc1} = %v", v)
+		t.Fatalf("last_push_timestamp_seconds{publisher=dc1} = %v", v)
 	}
 }
 
@@ -177,6 +181,8 @@ func TestDropsAndAcksBadMessagesWhileGoodOnesFlow(t *testing.T) {
 		{"text", "bad_magic", []byte("hello world")},
 		{"json garbage", "legacy_json", []byte(`{"job": [1,2`)},
 		{"stale", dropStale, scrape(t, "node", "old", time.Now().Add(-time.Hour), testenv.TextContentType, []byte("a 1\n"))},
+		{"future", dropFuture, scrape(t, "node", "good", time.Now().Add(time.Hour), testenv.TextContentType, []byte("metric_a 9\n"))},
+		{"protobuf frame claiming 2 GiB", "", scrape(t, "node", "pb", time.Now(), testenv.ProtoContentType, []byte{0x80, 0x80, 0x80, 0x80, 0x08, 1})},
 		{"corrupt body", "corrupt_body", func() []byte {
 			m := scrape(t, "node", "corrupt", time.Now(), testenv.TextContentType, bytes.Repeat([]byte("metric_a 1\n"), 100))
 			m[len(m)-3] ^= 0xff
@@ -189,14 +195,20 @@ func TestDropsAndAcksBadMessagesWhileGoodOnesFlow(t *testing.T) {
 	}
 	e.publish(t, scrape(t, "node", "good", time.Now(), testenv.TextContentType, []byte("metric_a 1\n")))
 	e.waitGateway(t, "metric_a", map[string]string{"job": "node", "instance": "good"}, 1)
+	// The hostile protobuf body is a scrape that could not be read: up 0.
+	e.waitGateway(t, "up", map[string]string{"job": "node", "instance": "pb"}, 0)
 	for _, b := range bad {
+		if b.reason == "" {
+			continue
+		}
 		t.Run(b.name, func(t *testing.T) {
 			testenv.WaitFor(t, "drop reason "+b.reason, 5*time.Second, func() bool {
 				return testutil.ToFloat64(e.receiver.metrics.dropped.WithLabelValues(b.reason)) >= 1
 			})
 		})
 	}
-	// Every bad message was acknowledged: nothing comes again.
+	// Every bad message was acknowledged: nothing comes again. The future
+	// one did not hold back the group's real scrape either.
 	received := testutil.ToFloat64(e.receiver.metrics.received)
 	if received != float64(len(bad)+1) {
 		t.Fatalf("messages_received_total = %v, want %d (no redeliveries)", received, len(bad)+1)
@@ -290,5 +302,33 @@ func TestOnlyTheNewestScrapeOfAGroupIsPushed(t *testing.T) {
 	})
 	if pushed := testutil.ToFloat64(e.receiver.metrics.pushes.WithLabelValues(pushSuccess)); pushed == n {
 		t.Logf("all %d scrapes were pushed: the receiver kept up with the burst", n)
+	}
+}
+
+func TestShutdownTakesOnePushAtMost(t *testing.T) {
+	// A Pushgateway that never answers, 10 groups queued behind 1 worker:
+	// stopping must not work through the queue, one timed-out push at most.
+	hang := make(chan struct{})
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	defer gw.Close()
+	defer close(hang)
+	e := newEnv(t, Options{Concurrency: 1, PushTimeout: 200 * time.Millisecond}, gw.URL)
+	for i := range 10 {
+		e.publish(t, scrape(t, "j", strconv.Itoa(i), time.Now(), testenv.TextContentType, []byte("m 1\n")))
+	}
+	testenv.WaitFor(t, "groups queued behind the hung push", 5*time.Second, func() bool { return e.receiver.sched.waiting() >= 5 })
+	start := time.Now()
+	e.stop()
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("Run took %v to return with 10 groups queued; want about one push timeout (200ms)", took)
+	}
+	if n := testutil.ToFloat64(e.receiver.metrics.pushes.WithLabelValues(pushSuccess)); n != 0 {
+		t.Fatalf("%v pushes succeeded against a hung Pushgateway", n)
 	}
 }

@@ -143,6 +143,25 @@ func (s *scheduler) finish(g *group, pushed bool) []stream.Message {
 	return it.msgs
 }
 
+// forget drops groups with nothing to push whose last push is older than
+// before (or that never pushed), bounding the map by the live groups.
+func (s *scheduler) forget(before time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, g := range s.groups {
+		if g.active == nil && g.pending == nil && g.lastPushed.Before(before) {
+			delete(s.groups, id)
+		}
+	}
+}
+
+// size returns the number of groups the scheduler tracks.
+func (s *scheduler) size() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.groups)
+}
+
 // waiting is the number of groups with a scrape waiting for a worker.
 func (s *scheduler) waiting() int {
 	s.mu.Lock()

@@ -109,3 +109,17 @@ func TestSchedulerGroupsRunIndependently(t *testing.T) {
 		t.Fatalf("groups were not handed out in order to two workers: %v %v", ga.key, gb.key)
 	}
 }
+
+func TestSchedulerForgetsIdleGroups(t *testing.T) {
+	s := newScheduler()
+	t0 := time.Unix(1000, 0)
+	ctx := context.Background()
+	s.offer("old", pushgateway.GroupingKey{Job: "old"}, newItem("o", t0))
+	g, _ := s.next(ctx)
+	s.finish(g, true)
+	s.offer("busy", pushgateway.GroupingKey{Job: "busy"}, newItem("b", t0))
+	s.forget(t0.Add(time.Minute))
+	if s.size() != 1 {
+		t.Fatalf("after forget: %d groups, want 1 (the one with a scrape waiting)", s.size())
+	}
+}

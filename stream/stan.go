@@ -138,7 +138,7 @@ func (c *connection) set(sc stan.Conn) {
 
 // dial makes one connection attempt. lost receives the reason the
 // connection was lost, at most once.
-func (c *connection) dial(lost chan<- error) (stan.Conn, error) {
+func (c *connection) dial(lost chan<- error) (*ownedConn, error) {
 	natsOpts := []nats.Option{
 		nats.Name(c.opts.ClientID),
 		nats.Timeout(c.opts.ConnectTimeout),
@@ -182,9 +182,24 @@ type ownedConn struct {
 }
 
 func (o *ownedConn) Close() error {
+	if !o.nc.IsConnected() {
+		o.abandon()
+		return nil
+	}
 	err := o.Conn.Close()
 	o.nc.Close()
 	return err
+}
+
+// abandon drops the session without telling the server. The server closes
+// sessions by client ID alone, so a close request after the session was
+// lost could end the session of a process that has since taken over the
+// same client ID; and while the server is unreachable the request would
+// only wait for its timeout. Closing the NATS connection first makes
+// stan.go's Close clean up locally and fail its request at once.
+func (o *ownedConn) abandon() {
+	o.nc.Close()
+	_ = o.Conn.Close()
 }
 
 // run keeps a connection up until ctx is done. setup runs on every new
@@ -222,7 +237,7 @@ func (c *connection) run(ctx context.Context, setup func(stan.Conn) error) error
 			c.log.Info("stream connected")
 		}
 		failures = 0
-		b.Reset()
+		connectedAt := time.Now()
 		c.set(sc)
 		select {
 		case <-ctx.Done():
@@ -236,7 +251,13 @@ func (c *connection) run(ctx context.Context, setup func(stan.Conn) error) error
 			c.set(nil)
 			c.metrics.lost.Inc()
 			c.log.Warn("stream connection lost, reconnecting", "err", err)
-			_ = sc.Close()
+			sc.abandon()
+			// Only a connection that stayed up a while resets the backoff,
+			// so one that is lost right after connecting cannot make the
+			// loop reconnect at full speed.
+			if time.Since(connectedAt) > c.opts.BackoffMax {
+				b.Reset()
+			}
 			if !b.Wait(ctx) {
 				return nil
 			}
