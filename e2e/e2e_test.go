@@ -3,18 +3,16 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"net/url"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/choria-io/prometheus-streams/embedded"
 )
 
 // Debian's packages; the test runs the binaries they install.
@@ -28,14 +26,15 @@ const (
 const stopTimeout = 15 * time.Second
 
 // requireDebianPrometheus skips the test when Debian's prometheus or
-// prometheus-node-exporter is missing, and fails it instead under CI, where
-// a skip would hide that the end-to-end test never ran.
+// prometheus-node-exporter is missing, and fails it instead when CI is set
+// (CI systems set CI=true), where a skip would hide that the end-to-end
+// test never ran.
 func requireDebianPrometheus(t *testing.T) {
 	t.Helper()
 	for _, bin := range []string{prometheusBin, nodeExporterBin} {
 		if _, err := os.Stat(bin); err != nil {
 			const msg = "install Debian's prometheus and prometheus-node-exporter: apt-get install -y prometheus prometheus-node-exporter"
-			if os.Getenv("CI") != "" {
+			if _, ci := os.LookupEnv("CI"); ci {
 				t.Fatalf("%s (%v)", msg, err)
 			}
 			t.Skipf("%s (%v)", msg, err)
@@ -51,84 +50,10 @@ func requireDebianPrometheus(t *testing.T) {
 // exit 0 on SIGTERM.
 func TestOneDotZeroConfigIntoRealPrometheus(t *testing.T) {
 	requireDebianPrometheus(t)
-	dir := t.TempDir()
+	p := startPipeline(t)
 	client := newHTTPClient(t)
 
-	nats, err := embedded.StartStreaming(embedded.StreamingOptions{})
-	if err != nil {
-		t.Fatalf("StartStreaming: %v", err)
-	}
-	t.Cleanup(nats.Shutdown)
-	pgw, err := embedded.StartPushgateway(embedded.PushgatewayOptions{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatalf("StartPushgateway: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := pgw.Close(ctx); err != nil {
-			t.Errorf("pushgateway Close: %v", err)
-		}
-	})
-
-	nodeURL := "http://" + hostPort(freePort(t)) + "/metrics"
-	node := startNodeExporter(t, dir, nodeURL)
-	waitUntil(t, "the node exporter to serve node_boot_time_seconds", func() error {
-		b, err := get(client, nodeURL)
-		if err == nil && !bytes.Contains(b, []byte("\nnode_boot_time_seconds ")) {
-			err = fmt.Errorf("%s has no node_boot_time_seconds", nodeURL)
-		}
-		return err
-	}, node)
-
-	// 1.0 let poller and receiver share one file; each gets its own copy
-	// here only because each needs its own monitor_port and log file. The
-	// second URL in the list is a server that is down, as one of a DC's
-	// NATS servers may be.
-	natsURLs := nats.URL() + ",nats://" + hostPort(freePort(t))
-	daemons := map[string]*process{}
-	monitors := map[string]string{}
-	for _, role := range []string{"poller", "receiver"} {
-		monPort := freePort(t)
-		logFile := filepath.Join(dir, role+".log")
-		cfg := writeFile(t, dir, role+".yaml", render(t, "prometheus-streams-1.0.yaml.tmpl", streamsConfig{
-			LogFile:        logFile,
-			MonitorPort:    monPort,
-			ClusterID:      nats.ClusterID(),
-			NATSURLs:       natsURLs,
-			PushgatewayURL: pgw.URL(),
-			NodeURL:        nodeURL,
-		}))
-		// The poller runs with 1.0's flag order (--config and --pid
-		// before the subcommand), the receiver with the subcommand first.
-		args := []string{"receiver", "--config", cfg}
-		if role == "poller" {
-			args = []string{"--config", cfg, "--pid", filepath.Join(dir, "poller.pid"), "poller"}
-		}
-		daemons[role] = startProcess(t, dir, role, []string{logFile}, binary, args...)
-		monitors[role] = "http://" + hostPort(monPort)
-	}
-	poller, receiver := daemons["poller"], daemons["receiver"]
-	for role, base := range monitors {
-		waitUntil(t, role+" /readyz (connected to NATS Streaming)", func() error {
-			_, err := get(client, base+"/readyz")
-			return err
-		}, poller, receiver)
-	}
-	pidFile := filepath.Join(dir, "poller.pid")
-	waitUntil(t, "the poller's --pid file", func() error {
-		b, err := os.ReadFile(pidFile)
-		if err != nil {
-			return err
-		}
-		if got, want := strings.TrimSpace(string(b)), strconv.Itoa(poller.cmd.Process.Pid); got != want {
-			return fmt.Errorf("%s holds %q, want %q", pidFile, got, want)
-		}
-		return nil
-	}, poller)
-
-	prom := startPrometheus(t, dir, pgw.URL())
-	watch := []*process{node, poller, receiver, prom}
+	all := []*process{p.node, p.poller, p.receiver, p.prom.process}
 	for _, c := range []struct{ what, query string }{
 		{"a node exporter series labelled job/instance/publisher",
 			`node_boot_time_seconds{job="node",instance="node1",publisher="DC1"}`},
@@ -141,77 +66,27 @@ func TestOneDotZeroConfigIntoRealPrometheus(t *testing.T) {
 		{"the poller's count of successful node scrapes",
 			`prometheus_streams_poller_scrapes_total{job="prometheus_streams",instance="DC1",exported_job="node",exported_instance="node1",outcome="success"} > 0`},
 	} {
-		waitUntil(t, c.what+" in Prometheus", func() error { return promHas(client, prom.base, c.query) }, watch...)
+		waitUntil(t, c.what+" in Prometheus", func() error { return promHas(client, p.prom.base, c.query) }, all...)
 	}
-	up := `up{job="node",instance="node1",publisher="DC1"}`
-	waitUntil(t, "the node target up in Prometheus", func() error { return promValue(client, prom.base, up, 1) }, watch...)
+	const up = `up{job="node",instance="node1",publisher="DC1"}`
+	waitUntil(t, "the node target up in Prometheus", func() error { return promValue(client, p.prom.base, up, 1) }, all...)
 
 	// A dead target is visible centrally.
-	node.signal(t, syscall.SIGTERM)
-	node.wait(t, stopTimeout)
-	waitUntil(t, "the stopped node target down in Prometheus", func() error { return promValue(client, prom.base, up, 0) },
-		poller, receiver, prom)
+	p.node.signal(t, syscall.SIGTERM)
+	p.node.wait(t, stopTimeout)
+	waitUntil(t, "the stopped node target down in Prometheus", func() error { return promValue(client, p.prom.base, up, 0) },
+		p.poller, p.receiver, p.prom.process)
 
-	poller.signal(t, syscall.SIGTERM)
-	receiver.signal(t, syscall.SIGTERM)
-	for _, p := range []*process{poller, receiver} {
-		if code := p.wait(t, stopTimeout); code != 0 {
-			t.Errorf("%s exited with %s after SIGTERM, want status 0", p.name, p.cmd.ProcessState)
+	p.poller.signal(t, syscall.SIGTERM)
+	p.receiver.signal(t, syscall.SIGTERM)
+	for _, d := range []*process{p.poller, p.receiver} {
+		if code := d.wait(t, stopTimeout); code != 0 {
+			t.Errorf("%s exited with %s after SIGTERM, want status 0", d.name, d.cmd.ProcessState)
 		}
 	}
-	if _, err := os.Stat(pidFile); !os.IsNotExist(err) {
-		t.Errorf("the poller's pid file %s is still there after it stopped (stat: %v)", pidFile, err)
+	if _, err := os.Stat(p.pidFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the poller's pid file %s is still there after it stopped (stat: %v)", p.pidFile, err)
 	}
-}
-
-// startNodeExporter runs Debian's node exporter serving url. Only
-// collectors that need no privileges and answer quickly on any Linux are
-// on, so the scrape is the same on every host; stat has
-// node_boot_time_seconds.
-func startNodeExporter(t *testing.T, dir, nodeURL string) *process {
-	t.Helper()
-	u, err := url.Parse(nodeURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return startProcess(t, dir, "node-exporter", nil, nodeExporterBin,
-		"--web.listen-address="+u.Host,
-		"--collector.disable-defaults",
-		"--collector.stat", "--collector.time", "--collector.loadavg",
-		"--collector.meminfo", "--collector.cpu", "--collector.uname",
-	)
-}
-
-// prometheus is a running Prometheus and the base URL of its HTTP API.
-type prometheus struct {
-	*process
-	base string
-}
-
-// startPrometheus runs Debian's Prometheus scraping the Pushgateway at
-// pgwURL every second with honor_labels, and waits until it is ready.
-func startPrometheus(t *testing.T, dir, pgwURL string) *prometheus {
-	t.Helper()
-	u, err := url.Parse(pgwURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := writeFile(t, dir, "prometheus.yml", render(t, "prometheus.yml.tmpl", promConfig{PushgatewayHost: u.Host}))
-	listen := hostPort(freePort(t))
-	p := &prometheus{
-		process: startProcess(t, dir, "prometheus", nil, prometheusBin,
-			"--config.file="+cfg,
-			"--storage.tsdb.path="+filepath.Join(dir, "prometheus-data"),
-			"--web.listen-address="+listen,
-		),
-		base: "http://" + listen,
-	}
-	client := newHTTPClient(t)
-	waitUntil(t, "Prometheus /-/ready", func() error {
-		_, err := get(client, p.base+"/-/ready")
-		return err
-	}, p.process)
-	return p
 }
 
 // TestCheckConfigOnOneDotZeroFile runs check-config on the 1.0 file, which
@@ -235,16 +110,17 @@ func TestCheckConfigOnOneDotZeroFile(t *testing.T) {
 		file       []byte
 		wantCode   int
 		wantStdout []string
+		wantRows   [][3]string // JOB, INSTANCE, URL rows of the target table
 		wantStderr []string
 	}{
 		{
-			name:     "1.0 file",
-			file:     good,
-			wantCode: 0,
-			wantStdout: []string{
-				"valid for [poller receiver]",
-				"http://node1.dc1.example.net:9100/metrics",
-				"http://localhost:10000/metrics",
+			name:       "1.0 file",
+			file:       good,
+			wantCode:   0,
+			wantStdout: []string{"valid for [poller receiver]", "identity DC1"},
+			wantRows: [][3]string{
+				{"node", "node1", "http://node1.dc1.example.net:9100/metrics"},
+				{"prometheus_streams", "DC1", "http://localhost:10000/metrics"},
 			},
 		},
 		{
@@ -271,8 +147,13 @@ func TestCheckConfigOnOneDotZeroFile(t *testing.T) {
 				t.Fatalf("exit %d (%v), want %d\nstdout:\n%s\nstderr:\n%s", code, err, c.wantCode, &stdout, &stderr)
 			}
 			for _, want := range c.wantStdout {
-				if !targetListed(stdout.String(), want) {
+				if !strings.Contains(stdout.String(), want) {
 					t.Errorf("stdout lacks %q:\n%s", want, &stdout)
+				}
+			}
+			for _, want := range c.wantRows {
+				if !hasRow(stdout.String(), want) {
+					t.Errorf("stdout lacks the target row %q:\n%s", want, &stdout)
 				}
 			}
 			for _, want := range c.wantStderr {
@@ -284,15 +165,10 @@ func TestCheckConfigOnOneDotZeroFile(t *testing.T) {
 	}
 }
 
-// targetListed reports whether out has want; a URL must be on a target
-// row, so a URL listed only in passing does not count.
-func targetListed(out, want string) bool {
-	if !strings.HasPrefix(want, "http") {
-		return strings.Contains(out, want)
-	}
+// hasRow reports whether out has a line of exactly the fields of row.
+func hasRow(out string, row [3]string) bool {
 	for line := range strings.SplitSeq(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 3 && f[2] == want {
+		if f := strings.Fields(line); len(f) == 3 && [3]string(f) == row {
 			return true
 		}
 	}

@@ -23,12 +23,14 @@ const (
 // of watch exits, since then the condition can no longer come true.
 func waitUntil(t *testing.T, what string, cond func() error, watch ...*process) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
+	start := time.Now()
+	deadline := start.Add(waitTimeout)
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	for {
 		err := cond()
 		if err == nil {
+			t.Logf("%s: after %v", what, time.Since(start).Round(time.Millisecond))
 			return
 		}
 		for _, p := range watch {
@@ -69,16 +71,21 @@ func get(c *http.Client, url string) ([]byte, error) {
 	return b, nil
 }
 
-// freePort returns a loopback port that was free a moment ago, for the
-// programs that need a port number on their command line or in a file.
-func freePort(t *testing.T) int {
+// freePorts returns n distinct loopback ports that were free a moment
+// ago, for the programs that take a port number on their command line or
+// in a file. All n are held at once so that no two of them coincide.
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
+	ports := make([]int, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("find a free port: %v", err)
+		}
+		defer func() { _ = ln.Close() }()
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
 	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // hostPort is 127.0.0.1:port.
