@@ -121,18 +121,8 @@ func newPoller(t *testing.T, pub stream.Publisher, opts Options) (*Poller, *prom
 	return p, reg
 }
 
-func startServer(t *testing.T) *embedded.Streaming {
-	t.Helper()
-	s, err := embedded.StartStreaming(embedded.StreamingOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	return s
-}
-
 func TestEveryScrapeIsPublished(t *testing.T) {
-	h := newHarness(t, startServer(t))
+	h := newHarness(t, testenv.Streaming(t, embedded.StreamingOptions{}))
 	h.subscribe(t)
 	sample := testenv.Sample(t, "node_exporter.prom")
 	var headers http.Header
@@ -199,7 +189,7 @@ func TestEveryScrapeIsPublished(t *testing.T) {
 }
 
 func TestFailedScrapeReasons(t *testing.T) {
-	h := newHarness(t, startServer(t))
+	h := newHarness(t, testenv.Streaming(t, embedded.StreamingOptions{}))
 	h.subscribe(t)
 	stall := make(chan struct{})
 	defer close(stall)
@@ -290,11 +280,7 @@ func TestStreamUnreachableAtStart(t *testing.T) {
 		t.Fatalf("outbox holds %d messages for one target, want 1", n)
 	}
 
-	s, err := embedded.StartStreaming(embedded.StreamingOptions{Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
+	s := testenv.Streaming(t, embedded.StreamingOptions{Port: port})
 	h := &harness{nats: s, pub: pub}
 	h.subscribe(t)
 	testenv.WaitFor(t, "the scrape to arrive once the stream is up", 10*time.Second, func() bool { return h.count("n1") > 0 })

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/choria-io/prometheus-streams/embedded"
+	"github.com/choria-io/prometheus-streams/internal/testenv"
 	"github.com/choria-io/prometheus-streams/pushgateway"
 )
 
@@ -36,16 +37,7 @@ const (
 
 func startGateway(t *testing.T, disableCheck bool) *embedded.Pushgateway {
 	t.Helper()
-	p, err := embedded.StartPushgateway(embedded.PushgatewayOptions{DisableConsistencyCheck: disableCheck})
-	if err != nil {
-		t.Fatalf("StartPushgateway: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(context.Background()); err != nil {
-			t.Errorf("close pushgateway: %v", err)
-		}
-	})
-	return p
+	return testenv.Pushgateway(t, embedded.PushgatewayOptions{DisableConsistencyCheck: disableCheck})
 }
 
 func newClient(t *testing.T, opts pushgateway.Options) *pushgateway.Client {

@@ -3,7 +3,6 @@ package receiver
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -48,26 +47,18 @@ func streamOptions(s *embedded.Streaming, client string) stream.STANOptions {
 
 func startGateway(t *testing.T, listen string) *embedded.Pushgateway {
 	t.Helper()
-	gw, err := embedded.StartPushgateway(embedded.PushgatewayOptions{Listen: listen})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = gw.Close(context.Background()) })
-	return gw
+	return testenv.Pushgateway(t, embedded.PushgatewayOptions{Listen: listen})
 }
 
 // newEnv starts everything; gatewayURL "" starts an embedded Pushgateway.
 func newEnv(t *testing.T, opts Options, gatewayURL string) *env {
 	t.Helper()
-	s, err := embedded.StartStreaming(embedded.StreamingOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
+	s := testenv.Streaming(t, embedded.StreamingOptions{})
 	e := &env{nats: s, gateway: gatewayURL}
 	if e.gateway == "" {
 		e.gateway = startGateway(t, "").URL()
 	}
+	var err error
 	e.pub, err = stream.NewSTANPublisher(streamOptions(s, "test-publisher"), nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)

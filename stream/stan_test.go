@@ -18,16 +18,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func startServer(t *testing.T) *embedded.Streaming {
-	t.Helper()
-	s, err := embedded.StartStreaming(embedded.StreamingOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	return s
-}
-
 func options(s *embedded.Streaming, clientID string) STANOptions {
 	return STANOptions{
 		URLs: []string{s.URL()}, ClusterID: s.ClusterID(), ClientID: clientID, Channel: "test",
@@ -78,7 +68,7 @@ func publish(t *testing.T, p *STANPublisher, msgs ...string) {
 }
 
 func TestPublishAndDurableSubscribe(t *testing.T) {
-	s := startServer(t)
+	s := testenv.Streaming(t, embedded.StreamingOptions{})
 	reg := prometheus.NewRegistry()
 	pub, err := NewSTANPublisher(options(s, "pub"), nil, reg)
 	if err != nil {
@@ -120,7 +110,7 @@ func TestPublishAndDurableSubscribe(t *testing.T) {
 }
 
 func TestUnacknowledgedIsRedelivered(t *testing.T) {
-	s := startServer(t)
+	s := testenv.Streaming(t, embedded.StreamingOptions{})
 	pub, err := NewSTANPublisher(options(s, "pub"), nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -173,11 +163,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 			if store == "file" {
 				opts.StoreDir = t.TempDir()
 			}
-			s, err := embedded.StartStreaming(opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(s.Shutdown)
+			s := testenv.Streaming(t, opts)
 			pub, err := NewSTANPublisher(options(s, "pub"), nil, prometheus.NewRegistry())
 			if err != nil {
 				t.Fatal(err)

@@ -136,16 +136,8 @@ func TestDemoRunsThePipelineAndStopsCleanly(t *testing.T) {
 }
 
 func TestDaemonsRunFromAFileAndStop(t *testing.T) {
-	nats, err := embedded.StartStreaming(embedded.StreamingOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nats.Shutdown()
-	gw, err := embedded.StartPushgateway(embedded.PushgatewayOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = gw.Close(context.Background()) }()
+	nats := testenv.Streaming(t, embedded.StreamingOptions{})
+	gw := testenv.Pushgateway(t, embedded.PushgatewayOptions{})
 	exporter := testenv.Exporter(t, []byte("answer 42\n"), testenv.TextContentType)
 	pid := filepath.Join(t.TempDir(), "poller.pid")
 	file := writeFile(t, fmt.Sprintf(`identity: dc9
