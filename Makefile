@@ -41,4 +41,4 @@ bench:
 demo: build
 	./$(BIN) demo
 
-ci: fmt-check vet test fuzz bench
+ci: fmt-check vet fuzz bench test

@@ -150,6 +150,7 @@ func TestDurationAndSize(t *testing.T) {
 		{name: "int seconds", input: "max_age: 80", want: Duration(80 * time.Second)},
 		{name: "prometheus duration", input: "max_age: 1m30s", want: Duration(90 * time.Second)},
 		{name: "days", input: "max_age: 1d", want: Duration(24 * time.Hour)},
+		{name: "weeks", input: "max_age: 1w", want: Duration(7 * 24 * time.Hour)},
 		{name: "go duration of 1.0", input: "max_age: 1.5m", want: Duration(90 * time.Second)},
 		{name: "bad unit", input: "max_age: 5x", wantErr: `config.yaml:1: max_age: invalid duration "5x": unknown unit "x" in duration "5x"`},
 		{name: "negative int", input: "max_age: -5", wantErr: `config.yaml:1: max_age: -5 seconds is out of range`},
@@ -160,6 +161,7 @@ func TestDurationAndSize(t *testing.T) {
 		{name: "size KiB", input: "body_size_limit: 512KiB", want: ByteSize(512 << 10)},
 		{name: "size GiB", input: "body_size_limit: 1GiB", want: ByteSize(1 << 30)},
 		{name: "size bytes", input: "body_size_limit: 1000", want: ByteSize(1000)},
+		{name: "size MB read as MiB", input: "body_size_limit: 16MB", want: ByteSize(16 << 20)},
 		{name: "size bad", input: "body_size_limit: 16kB", wantErr: `config.yaml:1: body_size_limit: invalid size "16kB": units: unknown unit kB in 16kB`},
 		{name: "size zero", input: "body_size_limit: 0", wantErr: `config.yaml:1: body_size_limit: must be greater than 0`},
 	}
@@ -224,6 +226,7 @@ func TestParseErrors(t *testing.T) {
 		{"not a mapping", "- a\n", "config.yaml:1: the configuration must be a mapping of keys, not a list"},
 		{"two documents", "verbose: true\n---\ndebug: true\n", "config.yaml:2: only one YAML document is allowed"},
 		{"syntax", "verbose: true\njobs: [\n", "config.yaml:2: did not find expected node content"},
+		{"syntax on the first line", "`x`: 1\n", "config.yaml:1: found character that cannot start any token"},
 		{"unknown top-level key", "verbose: true\nscrape_intervall: 60s\n", `config.yaml:2: unknown key "scrape_intervall"`},
 		{"unknown stream key", "poller_stream:\n  topic: x\n  scrape_intervall: 1s\n", `config.yaml:3: unknown key "scrape_intervall" in poller_stream`},
 		{"unknown target key", "jobs:\n  j:\n    targets:\n      - url: http://a\n        nmae: x\n", `config.yaml:5: unknown key "nmae" in jobs.j.targets[0]`},

@@ -384,5 +384,6 @@ func syntaxError(file string, err error) error {
 		line, _ := strconv.Atoi(m[1])
 		return fmt.Errorf("%s: %s", location(file, line), m[2])
 	}
-	return fmt.Errorf("%s: %s", location(file, 0), strings.TrimPrefix(err.Error(), "yaml: "))
+	// yaml.v3 leaves the line out of some errors on the first line.
+	return fmt.Errorf("%s: %s", location(file, 1), strings.TrimPrefix(err.Error(), "yaml: "))
 }

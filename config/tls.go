@@ -93,7 +93,7 @@ func (t *TLSConfig) Files() (ca, cert, key string) {
 // from the CA file (nil, meaning the system roots, when there is none) and
 // the client certificate when cert and key are set. A nil t returns nil,
 // nil: no TLS configured. Errors name the file that failed. The files are
-// read on every call, so a renewed certificate is picked up on reconnect.
+// read on every call; the daemons call it once, at start.
 func (t *TLSConfig) ClientConfig() (*tls.Config, error) {
 	if t == nil {
 		return nil, nil

@@ -22,7 +22,7 @@ const (
 )
 
 // stopTimeout bounds how long poller and receiver may take to exit after
-// SIGTERM.
+// SIGTERM or SIGINT.
 const stopTimeout = 15 * time.Second
 
 // requireDebianPrometheus skips the test when Debian's prometheus or
@@ -47,7 +47,7 @@ func requireDebianPrometheus(t *testing.T) {
 // labelled job/instance/publisher, through NATS Streaming and a
 // Pushgateway into Debian's Prometheus; the poller's own metrics arrive as
 // job prometheus_streams; a dead target shows up as up 0; and both daemons
-// exit 0 on SIGTERM.
+// exit 0, the poller on SIGTERM and the receiver on SIGINT (Ctrl-C).
 func TestOneDotZeroConfigIntoRealPrometheus(t *testing.T) {
 	requireDebianPrometheus(t)
 	p := startPipeline(t)
@@ -78,10 +78,10 @@ func TestOneDotZeroConfigIntoRealPrometheus(t *testing.T) {
 		p.poller, p.receiver, p.prom.process)
 
 	p.poller.signal(t, syscall.SIGTERM)
-	p.receiver.signal(t, syscall.SIGTERM)
+	p.receiver.signal(t, syscall.SIGINT)
 	for _, d := range []*process{p.poller, p.receiver} {
 		if code := d.wait(t, stopTimeout); code != 0 {
-			t.Errorf("%s exited with %s after SIGTERM, want status 0", d.name, d.cmd.ProcessState)
+			t.Errorf("%s exited with %s after its signal, want status 0", d.name, d.cmd.ProcessState)
 		}
 	}
 	if _, err := os.Stat(p.pidFile); !errors.Is(err, fs.ErrNotExist) {

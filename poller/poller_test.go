@@ -292,3 +292,31 @@ func TestStreamUnreachableAtStart(t *testing.T) {
 		t.Fatalf("oversized scrape arrived as %v: %q", env.Outcome, env.Error)
 	}
 }
+
+func TestShutdownWaitsForAcksAtMostTheGrace(t *testing.T) {
+	// The server goes away with publishes in flight: their acks never come,
+	// and Run must still return once ShutdownGrace is over.
+	s := testenv.Streaming(t, embedded.StreamingOptions{})
+	h := newHarness(t, s)
+	exp := testenv.Exporter(t, testenv.Sample(t, "node_exporter.prom"), testenv.TextContentType)
+	p, _ := newPoller(t, h.pub, Options{Interval: 10 * time.Millisecond, ShutdownGrace: 300 * time.Millisecond,
+		Targets: []config.Target{{Job: "node", Name: "n1", URL: exp.URL}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		_ = p.Run(ctx)
+		close(done)
+	}()
+	testenv.WaitFor(t, "publishes to be acknowledged", 5*time.Second, func() bool { return testutil.ToFloat64(p.metrics.published) > 0 })
+	s.Shutdown()
+	cancel()
+	start := time.Now()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return within 5s of its context ending")
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("Run took %v to return with a 300ms grace", took)
+	}
+}

@@ -322,4 +322,43 @@ func TestShutdownTakesOnePushAtMost(t *testing.T) {
 	if n := testutil.ToFloat64(e.receiver.metrics.pushes.WithLabelValues(pushSuccess)); n != 0 {
 		t.Fatalf("%v pushes succeeded against a hung Pushgateway", n)
 	}
+
+	// Nothing was acknowledged: a receiver started again with the same
+	// client ID (its durable) and a working Pushgateway pushes all 10.
+	gw2 := startGateway(t, "")
+	client, err := pushgateway.New(pushgateway.Options{URL: gw2.URL(), Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.CloseIdleConnections)
+	sub, err := stream.NewSTANSubscriber(streamOptions(e.nats, "receiver"), nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := New(Options{MaxAge: time.Minute}, sub, client, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Run(t, again.Run)
+	e.gateway = gw2.URL()
+	for i := range 10 {
+		e.waitGateway(t, "m", map[string]string{"job": "j", "instance": strconv.Itoa(i)}, 1)
+	}
+}
+
+func TestGivesUpWhenTheScrapeOutlivesMaxAge(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	e := newEnv(t, Options{MaxAge: 300 * time.Millisecond}, "http://"+addr)
+	e.publish(t, scrape(t, "node", "n1", time.Now(), testenv.TextContentType, []byte("metric_c 1\n")))
+	testenv.WaitFor(t, "the scrape to be dropped as stale after failed pushes", 5*time.Second, func() bool {
+		return testutil.ToFloat64(e.receiver.metrics.dropped.WithLabelValues(dropStale)) == 1
+	})
+	if n := testutil.ToFloat64(e.receiver.metrics.pushes.WithLabelValues(pushError)); n < 1 {
+		t.Fatalf("failed push attempts = %v before giving up", n)
+	}
 }
