@@ -204,12 +204,7 @@ func TestFailedScrapeReasons(t *testing.T) {
 	noise := make([]byte, 3<<20) // incompressible: larger than NATS's 1 MB max_payload after snappy
 	_, _ = rand.Read(noise)
 	huge := testenv.Exporter(t, noise, testenv.TextContentType)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := "http://" + ln.Addr().String() + "/metrics"
-	_ = ln.Close()
+	refused := "http://" + testenv.FreeAddr(t) + "/metrics"
 
 	p, _ := newPoller(t, h.pub, Options{Interval: 200 * time.Millisecond, Timeout: 100 * time.Millisecond, BodyLimit: 4 << 20, Targets: []config.Target{
 		{Job: "j", Name: "slow", URL: slow.URL},
@@ -249,13 +244,10 @@ func TestFailedScrapeReasons(t *testing.T) {
 func TestStreamUnreachableAtStart(t *testing.T) {
 	// The poller starts before the server exists, keeps scraping, holds only
 	// the newest scrape per target and publishes it once the server is up.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
-	pub, err := stream.NewSTANPublisher(streamOptions("nats://127.0.0.1:"+strconv.Itoa(port), embedded.DefaultClusterID, "poller"), nil, prometheus.NewRegistry())
+	addr := testenv.FreeAddr(t)
+	_, portText, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portText)
+	pub, err := stream.NewSTANPublisher(streamOptions("nats://"+addr, embedded.DefaultClusterID, "poller"), nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -242,12 +241,7 @@ func TestRefusedPushIsAckedNotRetried(t *testing.T) {
 }
 
 func TestRetriesUntilThePushgatewayIsUp(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
+	addr := testenv.FreeAddr(t)
 	e := newEnv(t, Options{}, "http://"+addr)
 	e.publish(t, scrape(t, "node", "n1", time.Now(), testenv.TextContentType, []byte("metric_b 3\n")))
 	testenv.WaitFor(t, "failed push attempts", 5*time.Second, func() bool {
@@ -347,12 +341,7 @@ func TestShutdownTakesOnePushAtMost(t *testing.T) {
 }
 
 func TestGivesUpWhenTheScrapeOutlivesMaxAge(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
+	addr := testenv.FreeAddr(t)
 	e := newEnv(t, Options{MaxAge: 300 * time.Millisecond}, "http://"+addr)
 	e.publish(t, scrape(t, "node", "n1", time.Now(), testenv.TextContentType, []byte("metric_c 1\n")))
 	testenv.WaitFor(t, "the scrape to be dropped as stale after failed pushes", 5*time.Second, func() bool {

@@ -5,6 +5,7 @@ package testenv
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -77,4 +78,17 @@ func Exporter(t testing.TB, body []byte, contentType string) *httptest.Server {
 	}))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// FreeAddr returns a loopback host:port nothing listens on (it did a moment
+// ago, so the kernel will not hand it out again soon): for servers a test
+// starts later, and for connections that must be refused.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().String()
 }
