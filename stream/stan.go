@@ -186,10 +186,26 @@ func (o *ownedConn) Close() error {
 		o.abandon()
 		return nil
 	}
-	err := o.Conn.Close()
-	o.nc.Close()
-	return err
+	// The close request waits up to the connect timeout for an answer; a
+	// server that has just gone (the client has not noticed yet) never
+	// answers, and shutdown should not wait for that. Closing the NATS
+	// connection makes the pending request fail at once.
+	done := make(chan error, 1)
+	go func() { done <- o.Conn.Close() }()
+	timer := time.NewTimer(closeTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		o.nc.Close()
+		return err
+	case <-timer.C:
+		o.nc.Close()
+		return <-done
+	}
 }
+
+// closeTimeout bounds the wait for the server's answer to a close request.
+const closeTimeout = time.Second
 
 // abandon drops the session without telling the server. The server closes
 // sessions by client ID alone, so a close request after the session was
