@@ -8,7 +8,7 @@ LDFLAGS  := -X github.com/prometheus/common/version.Version=$(VERSION) \
             -X github.com/prometheus/common/version.Branch=$(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
 FUZZTIME ?= 10s
 
-.PHONY: all build test vet fmt-check fuzz bench demo ci
+.PHONY: all build test vet fmt-check lint fuzz bench demo ci
 
 all: build
 
@@ -26,6 +26,16 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
+# golangci-lint at a pinned version, built from the module proxy into ./bin
+# (.golangci.yml lists the linters).
+GOLANGCI_LINT_VERSION ?= v2.15.0
+GOLANGCI_LINT := $(CURDIR)/bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
+$(GOLANGCI_LINT):
+	GOBIN=$(CURDIR)/bin/tmp $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(CURDIR)/bin/tmp/golangci-lint $@ && rmdir $(CURDIR)/bin/tmp
+lint: $(GOLANGCI_LINT)
+	$(GOLANGCI_LINT) run ./...
+
 # Short fuzzing runs of the decoders that face untrusted input; the seed
 # corpora live in */testdata/fuzz and also run as plain tests in `make test`.
 fuzz:
@@ -41,4 +51,4 @@ bench:
 demo: build
 	./$(BIN) demo
 
-ci: fmt-check vet fuzz bench test
+ci: fmt-check vet lint fuzz bench test

@@ -262,14 +262,22 @@ func TestParseErrors(t *testing.T) {
 		{"tls cert without key", "tls:\n  scheme: file\n  cert: /c.pem\n", "config.yaml:1: tls: cert and key must be set together"},
 		{"target url missing", "jobs:\n  j:\n    targets:\n      - name: a\n", "config.yaml:4: jobs.j.targets[0].url: required"},
 		{"target url relative", "jobs:\n  j:\n    targets:\n      - url: /metrics\n", `config.yaml:4: jobs.j.targets[0].url: URL "/metrics": scheme must be http or https`},
-		{"duplicate resolved target", "jobs:\n  j:\n    targets:\n      - url: http://a/metrics\n      - url: http://a:80/other\n",
-			`config.yaml:5: jobs.j.targets[1]: duplicate target name "a:80" in job "j" (first at line 4)`},
-		{"duplicate named target", "jobs:\n  j:\n    targets:\n      - {name: x, url: 'http://a'}\n      - {name: x, url: 'http://b'}\n",
-			`config.yaml:5: jobs.j.targets[1]: duplicate target name "x" in job "j" (first at line 4)`},
-		{"target clashes with self-scrape", "identity: me\nmonitor_port: 9\njobs:\n  prometheus_streams:\n    targets:\n      - {name: me, url: 'http://a'}\n",
-			`config.yaml:6: jobs.prometheus_streams.targets[0]: target name "me" in job "prometheus_streams" is also the self-scrape target monitor_port adds (named after identity)`},
-		{"several errors", "scrape_interval: 0\nlog_format: xml\n",
-			"config.yaml:2: log_format: must be \"text\" or \"json\", not \"xml\"\nconfig.yaml:1: scrape_interval: must be greater than 0"},
+		{
+			"duplicate resolved target", "jobs:\n  j:\n    targets:\n      - url: http://a/metrics\n      - url: http://a:80/other\n",
+			`config.yaml:5: jobs.j.targets[1]: duplicate target name "a:80" in job "j" (first at line 4)`,
+		},
+		{
+			"duplicate named target", "jobs:\n  j:\n    targets:\n      - {name: x, url: 'http://a'}\n      - {name: x, url: 'http://b'}\n",
+			`config.yaml:5: jobs.j.targets[1]: duplicate target name "x" in job "j" (first at line 4)`,
+		},
+		{
+			"target clashes with self-scrape", "identity: me\nmonitor_port: 9\njobs:\n  prometheus_streams:\n    targets:\n      - {name: me, url: 'http://a'}\n",
+			`config.yaml:6: jobs.prometheus_streams.targets[0]: target name "me" in job "prometheus_streams" is also the self-scrape target monitor_port adds (named after identity)`,
+		},
+		{
+			"several errors", "scrape_interval: 0\nlog_format: xml\n",
+			"config.yaml:2: log_format: must be \"text\" or \"json\", not \"xml\"\nconfig.yaml:1: scrape_interval: must be greater than 0",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -307,21 +315,29 @@ func TestValidate(t *testing.T) {
 		{"unknown role", poller, "scraper", `config.yaml: unknown role "scraper" (want "poller" or "receiver")`},
 		{"poller without stream", "jobs:\n  j:\n    targets:\n      - url: http://a\n", RolePoller, "config.yaml: poller_stream: required for the poller"},
 		{"poller stream null", "poller_stream:\nmonitor_port: 9\n", RolePoller, "config.yaml:1: poller_stream: required for the poller"},
-		{"poller stream incomplete", "verbose: true\npoller_stream:\n  urls: ''\nmonitor_port: 9\n", RolePoller,
-			"config.yaml:2: poller_stream.cluster_id: required for the poller\nconfig.yaml:3: poller_stream.urls: required for the poller\nconfig.yaml:2: poller_stream.topic: required for the poller"},
-		{"poller without targets", "poller_stream: {cluster_id: c, urls: 'a:1', topic: t}\njobs:\n  j: {targets: []}\n", RolePoller,
-			"config.yaml:2: jobs: at least one target is required for the poller (or set monitor_port to scrape this process)"},
+		{
+			"poller stream incomplete", "verbose: true\npoller_stream:\n  urls: ''\nmonitor_port: 9\n", RolePoller,
+			"config.yaml:2: poller_stream.cluster_id: required for the poller\nconfig.yaml:3: poller_stream.urls: required for the poller\nconfig.yaml:2: poller_stream.topic: required for the poller",
+		},
+		{
+			"poller without targets", "poller_stream: {cluster_id: c, urls: 'a:1', topic: t}\njobs:\n  j: {targets: []}\n", RolePoller,
+			"config.yaml:2: jobs: at least one target is required for the poller (or set monitor_port to scrape this process)",
+		},
 		{"poller with only monitor_port", "poller_stream: {cluster_id: c, urls: 'a:1', topic: t}\nmonitor_port: 9100\n", RolePoller, ""},
 		{"receiver without push_gateway", strings.Split(receiver, "push_gateway")[0], RoleReceiver, "config.yaml: push_gateway: required for the receiver"},
 		{"receiver with a null push_gateway", strings.Split(receiver, "  url: http")[0], RoleReceiver, "config.yaml:5: push_gateway: required for the receiver"},
 		{"receiver without push url", strings.Replace(receiver, "url: http://pg:9091", "timeout: 5s", 1), RoleReceiver, "config.yaml:5: push_gateway.url: required for the receiver"},
 		{"receiver without stream", "push_gateway: {url: 'http://pg'}\n", RoleReceiver, "config.yaml: receiver_stream: required for the receiver"},
-		{"global tls without streams", "tls: {scheme: file}\n", RoleReceiver,
-			"config.yaml: receiver_stream: required for the receiver\nconfig.yaml: push_gateway: required for the receiver"},
+		{
+			"global tls without streams", "tls: {scheme: file}\n", RoleReceiver,
+			"config.yaml: receiver_stream: required for the receiver\nconfig.yaml: push_gateway: required for the receiver",
+		},
 		{"stream merged from another", "poller_stream: &s\n  cluster_id: c\n  urls: nats://a\n  topic: t\nreceiver_stream:\n  <<: *s\n  client_id: r\npush_gateway: {url: 'http://pg'}\n", RoleReceiver, ""},
 		{"global tls with a receiver", "tls: {scheme: file}\n" + receiver, RoleReceiver, ""},
-		{"receiver file as poller", receiver, RolePoller,
-			"config.yaml: poller_stream: required for the poller\nconfig.yaml: jobs: at least one target is required for the poller (or set monitor_port to scrape this process)"},
+		{
+			"receiver file as poller", receiver, RolePoller,
+			"config.yaml: poller_stream: required for the poller\nconfig.yaml: jobs: at least one target is required for the poller (or set monitor_port to scrape this process)",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -421,8 +437,10 @@ func TestWarnings(t *testing.T) {
 		want  []string
 	}{
 		{"none", "verbose: true\n", nil},
-		{"management", "verbose: true\nmanagement:\n  brokers: [a]\n  auth: {insecure: true, Full: [x]}\n",
-			[]string{"config.yaml:2: management: the Choria management backplane of 1.0 is not supported; the section is ignored"}},
+		{
+			"management", "verbose: true\nmanagement:\n  brokers: [a]\n  auth: {insecure: true, Full: [x]}\n",
+			[]string{"config.yaml:2: management: the Choria management backplane of 1.0 is not supported; the section is ignored"},
+		},
 		{"tls cache", "tls:\n  scheme: file\n  cache: /c\n", []string{"config.yaml:3: tls.cache: ignored (1.0 used it for management only)"}},
 		{"max_age 0", "scrape_interval: 30s\nmax_age: 0\n", []string{"config.yaml:2: max_age: 0 meant no age limit in 1.0; using the default of twice scrape_interval (1m)"}},
 		{"job without targets", "jobs:\n  j:\n", []string{"config.yaml:2: jobs.j: has no targets"}},

@@ -102,14 +102,22 @@ func TestTLSClientConfig(t *testing.T) {
 		{name: "file", tls: "{scheme: file, ca: '" + ca + "', cert: '" + cert + "', key: '" + key + "'}", wantRoots: true, wantCerts: 1},
 		{name: "manual without client cert", tls: "{scheme: manual, ca: '" + ca + "'}", wantRoots: true},
 		{name: "file with system roots", tls: "{scheme: file}"},
-		{name: "puppet identity without files", tls: "{scheme: puppet, ssl_dir: '" + dir + "', identity: other}",
-			wantErr: "tls: read cert: open " + filepath.Join(dir, "certs", "other.pem") + ": no such file or directory"},
-		{name: "missing ca", tls: "{scheme: file, ca: '" + dir + "/none.pem'}",
-			wantErr: "tls: read ca: open " + dir + "/none.pem: no such file or directory"},
-		{name: "ca without PEM", tls: "{scheme: file, ca: '" + notPEM + "'}",
-			wantErr: "tls: ca " + notPEM + ": no PEM certificate found"},
-		{name: "key of another cert", tls: "{scheme: file, cert: '" + cert + "', key: '" + otherKey + "'}",
-			wantErr: "tls: cert " + cert + " with key " + otherKey + ": tls: private key does not match public key"},
+		{
+			name: "puppet identity without files", tls: "{scheme: puppet, ssl_dir: '" + dir + "', identity: other}",
+			wantErr: "tls: read cert: open " + filepath.Join(dir, "certs", "other.pem") + ": no such file or directory",
+		},
+		{
+			name: "missing ca", tls: "{scheme: file, ca: '" + dir + "/none.pem'}",
+			wantErr: "tls: read ca: open " + dir + "/none.pem: no such file or directory",
+		},
+		{
+			name: "ca without PEM", tls: "{scheme: file, ca: '" + notPEM + "'}",
+			wantErr: "tls: ca " + notPEM + ": no PEM certificate found",
+		},
+		{
+			name: "key of another cert", tls: "{scheme: file, cert: '" + cert + "', key: '" + otherKey + "'}",
+			wantErr: "tls: cert " + cert + " with key " + otherKey + ": tls: private key does not match public key",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

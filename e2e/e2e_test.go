@@ -55,16 +55,24 @@ func TestOneDotZeroConfigIntoRealPrometheus(t *testing.T) {
 
 	all := []*process{p.node, p.poller, p.receiver, p.prom.process}
 	for _, c := range []struct{ what, query string }{
-		{"a node exporter series labelled job/instance/publisher",
-			`node_boot_time_seconds{job="node",instance="node1",publisher="DC1"}`},
-		{"the scrape duration the receiver adds",
-			`scrape_duration_seconds{job="node",instance="node1",publisher="DC1"}`},
-		{"the poller's own metrics as job prometheus_streams",
-			`prometheus_streams_poller_scrapes_total{job="prometheus_streams",instance="DC1",publisher="DC1"}`},
+		{
+			"a node exporter series labelled job/instance/publisher",
+			`node_boot_time_seconds{job="node",instance="node1",publisher="DC1"}`,
+		},
+		{
+			"the scrape duration the receiver adds",
+			`scrape_duration_seconds{job="node",instance="node1",publisher="DC1"}`,
+		},
+		{
+			"the poller's own metrics as job prometheus_streams",
+			`prometheus_streams_poller_scrapes_total{job="prometheus_streams",instance="DC1",publisher="DC1"}`,
+		},
 		// The poller's per-target labels clash with the grouping key and
 		// arrive renamed, as Prometheus renames them without honor_labels.
-		{"the poller's count of successful node scrapes",
-			`prometheus_streams_poller_scrapes_total{job="prometheus_streams",instance="DC1",exported_job="node",exported_instance="node1",outcome="success"} > 0`},
+		{
+			"the poller's count of successful node scrapes",
+			`prometheus_streams_poller_scrapes_total{job="prometheus_streams",instance="DC1",exported_job="node",exported_instance="node1",outcome="success"} > 0`,
+		},
 	} {
 		waitUntil(t, c.what+" in Prometheus", func() error { return promHas(client, p.prom.base, c.query) }, all...)
 	}

@@ -134,7 +134,7 @@ func newPushgatewayHandler(ms *storage.DiskMetricStore, reg prometheus.Gatherer,
 // Content-Encoding before the push handler parses the body.
 func decodeRequest(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer r.Body.Close()
+		defer func() { _ = r.Body.Close() }()
 		switch strings.ToLower(r.Header.Get("Content-Encoding")) {
 		case "gzip":
 			gr, err := gzip.NewReader(r.Body)
@@ -142,7 +142,7 @@ func decodeRequest(h http.Handler) http.Handler {
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
-			defer gr.Close()
+			defer func() { _ = gr.Close() }()
 			r.Body = gr
 		case "snappy":
 			r.Body = io.NopCloser(snappy.NewReader(r.Body))

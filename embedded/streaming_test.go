@@ -174,7 +174,7 @@ func TestStreamingPortInUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	port := ln.Addr().(*net.TCPAddr).Port
 	s, err := embedded.StartStreaming(embedded.StreamingOptions{Port: port})
 	if err == nil {
@@ -194,7 +194,7 @@ func freePort(t *testing.T) int {
 	if err != nil {
 		t.Fatalf("find a free port: %v", err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().(*net.TCPAddr).Port
 }
 

@@ -85,7 +85,7 @@ func gunzip(dst, payload []byte, limit int) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("envelope: body: %w: %w", ErrCorruptBody, err)
 	}
-	defer zr.Close()
+	defer func() { _ = zr.Close() }()
 	read := int64(limit)
 	if read < math.MaxInt64 {
 		read++

@@ -21,8 +21,10 @@ func BenchmarkScrapeOnce(b *testing.B) {
 	sample := testenv.Sample(b, "node_exporter.prom")
 	exp := testenv.Exporter(b, sample, testenv.TextContentType)
 	// Never connected: the benchmark stays on this side of the network.
-	pub, err := stream.NewSTANPublisher(stream.STANOptions{URLs: []string{"nats://127.0.0.1:1"}, ClusterID: "c",
-		ClientID: "bench", Channel: "x"}, nil, prometheus.NewRegistry())
+	pub, err := stream.NewSTANPublisher(stream.STANOptions{
+		URLs: []string{"nats://127.0.0.1:1"}, ClusterID: "c",
+		ClientID: "bench", Channel: "x",
+	}, nil, prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}

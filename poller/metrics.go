@@ -99,8 +99,10 @@ func newMetrics(reg prometheus.Registerer, pending func() float64) (*metrics, er
 	for _, r := range publishFailureReasons {
 		m.publishFailures.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.scrapes, m.scrapeFailures, m.scrapeDuration, m.scrapeBytes,
-		m.messageBytes, m.published, m.publishFailures, m.publishLatency, m.replaced, m.pending, m.inflight} {
+	for _, c := range []prometheus.Collector{
+		m.scrapes, m.scrapeFailures, m.scrapeDuration, m.scrapeBytes,
+		m.messageBytes, m.published, m.publishFailures, m.publishLatency, m.replaced, m.pending, m.inflight,
+	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register poller metrics: %w", err)
 		}

@@ -291,8 +291,10 @@ func TestShutdownWaitsForAcksAtMostTheGrace(t *testing.T) {
 	s := testenv.Streaming(t, embedded.StreamingOptions{})
 	h := newHarness(t, s)
 	exp := testenv.Exporter(t, testenv.Sample(t, "node_exporter.prom"), testenv.TextContentType)
-	p, _ := newPoller(t, h.pub, Options{Interval: 10 * time.Millisecond, ShutdownGrace: 300 * time.Millisecond,
-		Targets: []config.Target{{Job: "node", Name: "n1", URL: exp.URL}}})
+	p, _ := newPoller(t, h.pub, Options{
+		Interval: 10 * time.Millisecond, ShutdownGrace: 300 * time.Millisecond,
+		Targets: []config.Target{{Job: "node", Name: "n1", URL: exp.URL}},
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -20,9 +20,11 @@ func BenchmarkPrepare(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			body := testenv.Sample(b, c.file)
-			msg, err := envelope.Append(nil, &envelope.Envelope{Job: "node", Instance: "n1", Publisher: "dc1",
+			msg, err := envelope.Append(nil, &envelope.Envelope{
+				Job: "node", Instance: "n1", Publisher: "dc1",
 				ScrapeStart: time.Now(), ScrapeDuration: time.Millisecond, Outcome: envelope.OutcomeSuccess,
-				ContentType: c.contentType, Codec: envelope.CodecSnappy, Payload: envelope.Compress(nil, body)})
+				ContentType: c.contentType, Codec: envelope.CodecSnappy, Payload: envelope.Compress(nil, body),
+			})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ func decodePush(t *testing.T, b []byte) map[string]*dto.MetricFamily {
 	out := map[string]*dto.MetricFamily{}
 	for {
 		mf := &dto.MetricFamily{}
-		if err := dec.Decode(mf); err == io.EOF {
+		if err := dec.Decode(mf); errors.Is(err, io.EOF) {
 			return out
 		} else if err != nil {
 			t.Fatalf("push body does not decode: %v", err)
@@ -42,22 +43,36 @@ func TestConvert(t *testing.T) {
 		wantParseErr bool
 		wantFamily   string
 	}{
-		{name: "text", outcome: envelope.OutcomeSuccess, contentType: testenv.TextContentType,
-			body: []byte("a 1\nb{x=\"y\"} 2 1700000000000\n"), wantUp: 1, wantSamples: 2, wantStripped: 1, wantFamily: "b"},
-		{name: "histogram samples as Prometheus counts them", outcome: envelope.OutcomeSuccess, contentType: testenv.TextContentType,
-			body: []byte(histogram), wantUp: 1, wantSamples: 4, wantFamily: "h"},
-		{name: "the target's own up is replaced", outcome: envelope.OutcomeSuccess, contentType: testenv.TextContentType,
-			body: []byte("up 0\nscrape_duration_seconds 99\nc 1\n"), wantUp: 1, wantSamples: 1, wantFamily: "c"},
-		{name: "grouping labels renamed", outcome: envelope.OutcomeSuccess, contentType: "",
-			body: []byte("d{job=\"a\",exported_job=\"b\",instance=\"i\"} 1\n"), wantUp: 1, wantSamples: 1, wantRenamed: 2, wantFamily: "d"},
-		{name: "protobuf", outcome: envelope.OutcomeSuccess, contentType: testenv.ProtoContentType,
-			body: testenv.Sample(t, "node_exporter.pb"), wantUp: 1, wantFamily: "node_boot_time_seconds"},
-		{name: "openmetrics falls back to the text parser", outcome: envelope.OutcomeSuccess,
+		{
+			name: "text", outcome: envelope.OutcomeSuccess, contentType: testenv.TextContentType,
+			body: []byte("a 1\nb{x=\"y\"} 2 1700000000000\n"), wantUp: 1, wantSamples: 2, wantStripped: 1, wantFamily: "b",
+		},
+		{
+			name: "histogram samples as Prometheus counts them", outcome: envelope.OutcomeSuccess, contentType: testenv.TextContentType,
+			body: []byte(histogram), wantUp: 1, wantSamples: 4, wantFamily: "h",
+		},
+		{
+			name: "the target's own up is replaced", outcome: envelope.OutcomeSuccess, contentType: testenv.TextContentType,
+			body: []byte("up 0\nscrape_duration_seconds 99\nc 1\n"), wantUp: 1, wantSamples: 1, wantFamily: "c",
+		},
+		{
+			name: "grouping labels renamed", outcome: envelope.OutcomeSuccess, contentType: "",
+			body: []byte("d{job=\"a\",exported_job=\"b\",instance=\"i\"} 1\n"), wantUp: 1, wantSamples: 1, wantRenamed: 2, wantFamily: "d",
+		},
+		{
+			name: "protobuf", outcome: envelope.OutcomeSuccess, contentType: testenv.ProtoContentType,
+			body: testenv.Sample(t, "node_exporter.pb"), wantUp: 1, wantFamily: "node_boot_time_seconds",
+		},
+		{
+			name: "openmetrics falls back to the text parser", outcome: envelope.OutcomeSuccess,
 			contentType: "application/openmetrics-text; version=1.0.0; charset=utf-8",
-			body:        testenv.Sample(t, "prometheus.openmetrics"), wantUp: 1, wantFamily: "prometheus_build_info"},
+			body:        testenv.Sample(t, "prometheus.openmetrics"), wantUp: 1, wantFamily: "prometheus_build_info",
+		},
 		{name: "failed scrape", outcome: envelope.OutcomeFailure, wantUp: 0},
-		{name: "not an exposition", outcome: envelope.OutcomeSuccess, contentType: testenv.TextContentType,
-			body: []byte("<html>oops</html>"), wantUp: 0, wantParseErr: true},
+		{
+			name: "not an exposition", outcome: envelope.OutcomeSuccess, contentType: testenv.TextContentType,
+			body: []byte("<html>oops</html>"), wantUp: 0, wantParseErr: true,
+		},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -110,8 +110,10 @@ func newMetrics(reg prometheus.Registerer, waiting func() float64) (*metrics, er
 	for _, r := range []string{pushSuccess, pushRejected, pushError} {
 		m.pushes.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.received, m.dropped, m.pushes, m.pushDuration, m.delivery, m.messageAge,
-		m.stripped, m.renamed, m.unparseable, m.lastMessage, m.groupsWaiting, m.ackFailures, m.legacyMessages} {
+	for _, c := range []prometheus.Collector{
+		m.received, m.dropped, m.pushes, m.pushDuration, m.delivery, m.messageAge,
+		m.stripped, m.renamed, m.unparseable, m.lastMessage, m.groupsWaiting, m.ackFailures, m.legacyMessages,
+	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register receiver metrics: %w", err)
 		}

@@ -101,8 +101,10 @@ func (e *env) publish(t *testing.T, msg []byte) {
 // scrape encodes a scrape of job/instance by publisher dc1.
 func scrape(t *testing.T, job, instance string, start time.Time, contentType string, body []byte) []byte {
 	t.Helper()
-	e := &envelope.Envelope{Job: job, Instance: instance, Publisher: "dc1", ScrapeStart: start,
-		ScrapeDuration: 12 * time.Millisecond, Outcome: envelope.OutcomeSuccess, ContentType: contentType, Codec: envelope.CodecSnappy}
+	e := &envelope.Envelope{
+		Job: job, Instance: instance, Publisher: "dc1", ScrapeStart: start,
+		ScrapeDuration: 12 * time.Millisecond, Outcome: envelope.OutcomeSuccess, ContentType: contentType, Codec: envelope.CodecSnappy,
+	}
 	if body == nil {
 		e.Outcome, e.Error = envelope.OutcomeFailure, "Get \"http://x/metrics\": connection refused"
 	} else {
@@ -257,8 +259,10 @@ func TestAcceptsTheLegacyFormat(t *testing.T) {
 	zw := gzip.NewWriter(&gz)
 	_, _ = zw.Write([]byte("legacy_metric 42\n"))
 	_ = zw.Close()
-	msg, err := json.Marshal(map[string]any{"job": "choria", "instance": "choria1", "publisher": "USDC1",
-		"time": time.Now().Unix(), "scrape": gz.Bytes()})
+	msg, err := json.Marshal(map[string]any{
+		"job": "choria", "instance": "choria1", "publisher": "USDC1",
+		"time": time.Now().Unix(), "scrape": gz.Bytes(),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -134,8 +134,10 @@ func TestUnacknowledgedIsRedelivered(t *testing.T) {
 }
 
 func TestPublishWhileDisconnected(t *testing.T) {
-	opts := STANOptions{URLs: []string{"nats://127.0.0.1:1"}, ClusterID: "c", ClientID: "p", Channel: "x",
-		BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, ConnectTimeout: 100 * time.Millisecond}
+	opts := STANOptions{
+		URLs: []string{"nats://127.0.0.1:1"}, ClusterID: "c", ClientID: "p", Channel: "x",
+		BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, ConnectTimeout: 100 * time.Millisecond,
+	}
 	reg := prometheus.NewRegistry()
 	pub, err := NewSTANPublisher(opts, nil, reg)
 	if err != nil {

@@ -67,8 +67,12 @@ func TestCommandLine(t *testing.T) {
 	}{
 		{"version", []string{"version"}, 0, `prometheus-streams, version`, ``},
 		{"1.0 --version flag", []string{"--version"}, 0, `version`, ``},
-		{"check-config on a 1.0 file, 1.0 flag order", []string{"--config", v1, "check-config"}, 0,
-			`(?s)warning: .*management.*valid for \[poller receiver\].*choria\s+choria1\s+http://choria1.dc1.example.net:8222/choria/prometheus.*choria2.dc1.example.net:8222.*prometheus_streams\s+USDC1\s+http://localhost:10000/metrics`, ``},
+		{
+			"check-config on a 1.0 file, 1.0 flag order",
+			[]string{"--config", v1, "check-config"},
+			0,
+			`(?s)warning: .*management.*valid for \[poller receiver\].*choria\s+choria1\s+http://choria1.dc1.example.net:8222/choria/prometheus.*choria2.dc1.example.net:8222.*prometheus_streams\s+USDC1\s+http://localhost:10000/metrics`, ``,
+		},
 		{"check-config names the unknown key and its line", []string{"check-config", "--config", typo}, 1, ``, `:2:.*scrape_intervall`},
 		{"check-config on a missing file", []string{"check-config", "--config", "/nonexistent.yaml"}, 1, ``, `nonexistent.yaml`},
 		{"check-config for a role the file lacks", []string{"check-config", "--config", receiverOnly, "--role", "poller"}, 1, ``, `poller_stream`},
@@ -99,8 +103,10 @@ func TestDemoRunsThePipelineAndStopsCleanly(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"demo", "--pushgateway-listen", "127.0.0.1:0", "--scrape-interval", "100ms",
-			"--target", exporter.URL + "/metrics"}, &out, &errOut)
+		done <- run(ctx, []string{
+			"demo", "--pushgateway-listen", "127.0.0.1:0", "--scrape-interval", "100ms",
+			"--target", exporter.URL + "/metrics",
+		}, &out, &errOut)
 	}()
 	var gateway string
 	testenv.WaitFor(t, "the demo to print the Pushgateway's address", 10*time.Second, func() bool {
