@@ -77,6 +77,10 @@ type Config struct {
 	MonitorPort int `yaml:"monitor_port,omitempty"`
 	// MonitorListen is the host to bind MonitorPort on; "" means all interfaces.
 	MonitorListen string `yaml:"monitor_listen,omitempty"`
+	// MonitorWebConfig is the path of an exporter-toolkit web configuration
+	// file (TLS, basic auth) for the monitor endpoint, relative to this
+	// file's directory; "" serves plain HTTP without authentication.
+	MonitorWebConfig string `yaml:"monitor_web_config,omitempty"`
 	// BodySizeLimit caps a scrape body read by the poller and a body
 	// inflated by the receiver.
 	BodySizeLimit ByteSize `yaml:"body_size_limit"`
@@ -90,6 +94,10 @@ type Config struct {
 	Jobs map[string]Job `yaml:"jobs,omitempty"`
 	// TLS applies to every stream section without a tls of its own.
 	TLS *TLSConfig `yaml:"tls,omitempty"`
+	// Publishers, when set, is the receiver's allow-list: the publisher
+	// identities it accepts scrapes from, each with the jobs it may write
+	// (an empty list: any job). Absent: every publisher is accepted.
+	Publishers map[string][]string `yaml:"publishers,omitempty"`
 
 	// Warnings lists what the file sets that is accepted but not supported,
 	// one line each, for the caller to log.
@@ -136,7 +144,9 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse decodes data, applies defaults and checks every value present.
-// filename only prefixes messages. Unknown and duplicate keys, wrong types,
+// filename prefixes messages, and its directory is what the relative paths
+// of monitor_web_config and of the HTTP client settings (ca_file,
+// password_file...) are resolved against. Unknown and duplicate keys, wrong types,
 // bad values and an empty file are errors of the form
 // "filename:line: key.path: message". It does not check what a role needs;
 // call Validate for that.

@@ -68,7 +68,10 @@ func TestV1Sample(t *testing.T) {
 		{"receiver urls", c.ReceiverStream.URLs, URLList{"nats://nats.dc2.example.net:4222"}},
 		{"poller client id", c.ClientID(RolePoller), "prometheus_streams_poller_USDC1"},
 		{"receiver client id", c.ClientID(RoleReceiver), "prometheus_receiver"},
-		{"push gateway", *c.PushGateway, PushGatewayConfig{URL: "http://prometheus.dc2.example.net:9091", PublisherLabel: true, PublisherLabelName: "publisher", Timeout: Duration(10 * time.Second), Concurrency: 4}},
+		{"push gateway", *c.PushGateway, PushGatewayConfig{
+			URL: "http://prometheus.dc2.example.net:9091", PublisherLabel: true, PublisherLabelName: "publisher", Timeout: Duration(10 * time.Second), Concurrency: 4,
+			DownAfter: Duration(160 * time.Second), DeleteAfter: Duration(24 * time.Hour), HTTPClientConfig: DefaultPushGatewayConfig.HTTPClientConfig,
+		}},
 		{"stream tls is the global one", c.StreamTLS(RolePoller), c.TLS},
 		{"management kept", c.Management.Brokers, []string{"choria.example.net:4222"}},
 		{"targets", c.Targets(), wantTargets},
@@ -483,6 +486,55 @@ func TestMarshalRoundTrip(t *testing.T) {
 			c.node, back.node = nil, nil
 			if !reflect.DeepEqual(c, back) {
 				t.Errorf("round trip differs:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestGroupLifecycleAndPublishers(t *testing.T) {
+	base := "scrape_interval: 30s\nreceiver_stream: {cluster_id: c, urls: nats://n:4222, topic: t}\n"
+	tests := []struct {
+		name                 string
+		input                string
+		wantDown, wantDelete time.Duration
+		wantPublishers       map[string][]string
+		wantErr              string
+	}{
+		{name: "defaults", input: "push_gateway: {url: http://p:9091}\n", wantDown: 2 * time.Minute, wantDelete: 24 * time.Hour},
+		{name: "explicit", input: "push_gateway: {url: http://p:9091, down_after: 5m, delete_after: 0}\n", wantDown: 5 * time.Minute},
+		{
+			name: "delete before down", input: "push_gateway: {url: http://p:9091, down_after: 5m, delete_after: 1m}\n",
+			wantErr: "delete_after: 1m is shorter than down_after 5m",
+		},
+		{
+			name: "allow-list", input: "push_gateway: {url: http://p:9091}\npublishers:\n  dc1: [node, app]\n  dc2: []\n",
+			wantDown: 2 * time.Minute, wantDelete: 24 * time.Hour, wantPublishers: map[string][]string{"dc1": {"node", "app"}, "dc2": {}},
+		},
+		{
+			name: "empty job in the allow-list", input: "push_gateway: {url: http://p:9091}\npublishers:\n  dc1: ['']\n",
+			wantErr: "publishers.dc1[0]: a job must be a non-empty UTF-8 name",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(base+tt.input), "config.yaml")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := time.Duration(c.PushGateway.DownAfter); got != tt.wantDown {
+				t.Errorf("down_after = %v, want %v", got, tt.wantDown)
+			}
+			if got := time.Duration(c.PushGateway.DeleteAfter); got != tt.wantDelete {
+				t.Errorf("delete_after = %v, want %v", got, tt.wantDelete)
+			}
+			if !reflect.DeepEqual(c.Publishers, tt.wantPublishers) {
+				t.Errorf("publishers = %#v, want %#v", c.Publishers, tt.wantPublishers)
 			}
 		})
 	}

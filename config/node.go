@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -161,12 +162,13 @@ func find(root *yaml.Node, p keyPath) (line int, v *yaml.Node) {
 // the key's path, and records where each value node sits so that decoding
 // errors can name the key too.
 type walker struct {
-	file   string
-	errs   []error
-	paths  map[*yaml.Node]keyPath
-	lines  map[int]keyPath // line -> path of a value starting there, scalars preferred
-	scalar map[int]bool
-	seen   map[walkKey]bool
+	file    string
+	errs    []error
+	paths   map[*yaml.Node]keyPath
+	lines   map[int]keyPath // line -> path of a value starting there, scalars preferred
+	scalar  map[int]bool
+	seen    map[walkKey]bool
+	decoded map[walkKey]bool // nodes decodeCheck has tried, once per type
 }
 
 type walkKey struct {
@@ -179,13 +181,22 @@ const maxWalkErrors = 20
 
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 
+// v2UnmarshalerType is the yaml.v2 form of UnmarshalYAML, which yaml.v3
+// still honours. prometheus/common's HTTP client settings (tls_config,
+// oauth2, proxy_url, min_version...) implement it and check their values in
+// it.
+var v2UnmarshalerType = reflect.TypeFor[interface {
+	UnmarshalYAML(unmarshal func(any) error) error
+}]()
+
 func newWalker(file string) *walker {
 	return &walker{
-		file:   file,
-		paths:  map[*yaml.Node]keyPath{},
-		lines:  map[int]keyPath{},
-		scalar: map[int]bool{},
-		seen:   map[walkKey]bool{},
+		file:    file,
+		paths:   map[*yaml.Node]keyPath{},
+		lines:   map[int]keyPath{},
+		scalar:  map[int]bool{},
+		seen:    map[walkKey]bool{},
+		decoded: map[walkKey]bool{},
 	}
 }
 
@@ -217,6 +228,9 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, p keyPath) {
 	}
 	switch t.Kind() {
 	case reflect.Struct:
+		if n.Kind != yaml.MappingNode && w.scalarForm(n, t) {
+			return // a struct written as a scalar, such as proxy_url
+		}
 		w.walkStruct(n, t, p)
 	case reflect.Map:
 		w.walkMap(n, t, p)
@@ -262,7 +276,7 @@ func (w *walker) walkStruct(n *yaml.Node, t reflect.Type, p keyPath) {
 		w.errorf(n.Line, p, "must be a mapping of keys, not %s", describe(n))
 		return
 	}
-	fields := yamlFields(t)
+	fields, rest := yamlFields(t)
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := resolve(n.Content[i]), n.Content[i+1]
@@ -281,7 +295,10 @@ func (w *walker) walkStruct(n *yaml.Node, t reflect.Type, p keyPath) {
 			continue
 		}
 		seen[k.Value] = k.Line
-		f, ok := fields[k.Value]
+		ft, ok := fields[k.Value]
+		if !ok && rest != nil {
+			ft, ok = rest, true // a key of an inlined map (http_headers)
+		}
 		if !ok {
 			if len(p) == 0 {
 				w.errorf(k.Line, nil, "unknown key %q", k.Value)
@@ -290,8 +307,53 @@ func (w *walker) walkStruct(n *yaml.Node, t reflect.Type, p keyPath) {
 			}
 			continue
 		}
-		w.walk(v, f.Type, p.with(k.Value))
+		before := len(w.errs)
+		w.walk(v, ft, p.with(k.Value))
+		if len(w.errs) == before && reflect.PointerTo(derefType(ft)).Implements(v2UnmarshalerType) {
+			w.decodeCheck(v, derefType(ft), k.Line, p.with(k.Value))
+		}
 	}
+}
+
+// scalarForm reports whether struct t takes scalar n through its own
+// UnmarshalYAML, as proxy_url's URL does. A value it refuses for what it
+// says rather than for its type (a URL that does not parse) counts: the
+// caller's decodeCheck reports that refusal.
+func (w *walker) scalarForm(n *yaml.Node, t reflect.Type) bool {
+	if !reflect.PointerTo(t).Implements(v2UnmarshalerType) {
+		return false
+	}
+	var te *yaml.TypeError
+	err := n.Decode(reflect.New(t).Interface())
+	return !errors.As(err, &te)
+}
+
+// decodeCheck decodes n into a new value of t to run the checks that
+// prometheus/common's types make inside their UnmarshalYAML (tls_config's
+// "at most one of ca, ca_file & ca_ref", an unknown min_version, a bad
+// proxy_url), so that they are reported with the key and line: from the
+// full decode they would come without either. Type errors are left to the
+// full decode, which places them. It runs only when nothing inside n was
+// refused already, so that an error is reported once, at the deepest key.
+func (w *walker) decodeCheck(n *yaml.Node, t reflect.Type, line int, p keyPath) {
+	n = resolve(n)
+	if n == nil || isNull(n) || w.decoded[walkKey{n, t}] {
+		return
+	}
+	w.decoded[walkKey{n, t}] = true
+	err := n.Decode(reflect.New(t).Interface())
+	var te *yaml.TypeError
+	if err != nil && !errors.As(err, &te) {
+		w.errorf(line, p, "%w", err)
+	}
+}
+
+// derefType strips pointers from t.
+func derefType(t reflect.Type) reflect.Type {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t
 }
 
 func (w *walker) walkMap(n *yaml.Node, t reflect.Type, p keyPath) {
@@ -315,24 +377,54 @@ func (w *walker) walkMap(n *yaml.Node, t reflect.Type, p keyPath) {
 	}
 }
 
-// yamlFields maps the YAML key of each decoded field of struct t to it.
-func yamlFields(t reflect.Type) map[string]reflect.StructField {
-	fields := map[string]reflect.StructField{}
+// yamlFields maps the YAML key of each decoded field of struct t to the
+// field's type, with the fields of structs marked ",inline" (such as
+// prometheus/common's HTTPClientConfig in push_gateway and jobs) merged in,
+// as yaml.v3 decodes them. rest is the element type of a map marked
+// ",inline", which takes every other key; nil when t has none.
+func yamlFields(t reflect.Type) (fields map[string]reflect.Type, rest reflect.Type) {
+	fields = map[string]reflect.Type{}
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if !f.IsExported() {
+		if !f.IsExported() && !f.Anonymous {
 			continue
 		}
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		if name == "-" {
+			continue
+		}
+		if isInline(opts) {
+			switch ft := derefType(f.Type); ft.Kind() {
+			case reflect.Struct:
+				inner, innerRest := yamlFields(ft)
+				maps.Copy(fields, inner)
+				if innerRest != nil {
+					rest = innerRest
+				}
+			case reflect.Map:
+				rest = ft.Elem()
+			}
+			continue
+		}
+		if !f.IsExported() {
 			continue
 		}
 		if name == "" {
 			name = strings.ToLower(f.Name) // yaml.v3's own default
 		}
-		fields[name] = f
+		fields[name] = f.Type
 	}
-	return fields
+	return fields, rest
+}
+
+// isInline reports whether the options of a yaml struct tag include inline.
+func isInline(opts string) bool {
+	for o := range strings.SplitSeq(opts, ",") {
+		if o == "inline" {
+			return true
+		}
+	}
+	return false
 }
 
 // describe names a node's kind for messages.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
 )
@@ -45,6 +46,21 @@ type StreamConfig struct {
 	AckWait Duration `yaml:"ack_wait"`
 	// ConnectTimeout bounds connecting to NATS.
 	ConnectTimeout Duration `yaml:"connect_timeout"`
+
+	// At most one way of authenticating to NATS may be set: Credentials,
+	// NKey, User (with Password) or Token. The files are read when
+	// connecting, not when the file is checked, so that they may be
+	// provisioned after the configuration.
+
+	// Credentials is the path of a NATS .creds file (user JWT and nkey seed).
+	Credentials string `yaml:"credentials,omitempty"`
+	// NKey is the path of a file holding an nkey user seed.
+	NKey string `yaml:"nkey,omitempty"`
+	// User and Password authenticate with a user name; Password needs User.
+	User     string `yaml:"user,omitempty"`
+	Password string `yaml:"password,omitempty"`
+	// Token authenticates with a token.
+	Token string `yaml:"token,omitempty"`
 }
 
 // UnmarshalYAML implements yaml.Unmarshaler, starting from DefaultStreamConfig.
@@ -88,6 +104,45 @@ func (s *StreamConfig) check(k *checker, p keyPath, identity string) {
 	}
 	if s.TLS != nil {
 		s.TLS.check(k, p.with("tls"), identity)
+	}
+	s.checkAuth(k, p)
+}
+
+// checkAuth allows at most one NATS authentication method. Only the values
+// are checked: the files named are read at connect time.
+func (s *StreamConfig) checkAuth(k *checker, p keyPath) {
+	keys := []struct{ key, v string }{
+		{"credentials", s.Credentials},
+		{"nkey", s.NKey},
+		{"user", s.User},
+		{"password", s.Password},
+		{"token", s.Token},
+	}
+	for _, f := range keys {
+		// An empty value set on purpose is most likely a template that
+		// failed to fill it in; leaving the key out is how to not use it.
+		if f.v == "" && k.explicit(p.with(f.key)) {
+			k.errorf(p.with(f.key), "must not be empty (leave the key out to not use it)")
+		}
+	}
+	if s.Password != "" && s.User == "" {
+		k.errorf(p.with("password"), "requires user")
+	}
+	// password goes with user, so it is no method of its own.
+	first := ""
+	for _, f := range keys {
+		if f.v == "" || f.key == "password" {
+			continue
+		}
+		if first == "" {
+			first = f.key
+			continue
+		}
+		other := first
+		if line, _ := find(k.c.node, p.with(first)); line > 0 {
+			other = fmt.Sprintf("%s (line %d)", first, line)
+		}
+		k.errorf(p.with(f.key), "conflicts with %s: set only one of credentials, nkey, user (with password) and token", other)
 	}
 }
 
@@ -176,6 +231,8 @@ var DefaultPushGatewayConfig = PushGatewayConfig{
 	PublisherLabelName: "publisher",
 	Timeout:            Duration(10 * time.Second),
 	Concurrency:        4,
+	DeleteAfter:        Duration(24 * time.Hour),
+	HTTPClientConfig:   commoncfg.DefaultHTTPClientConfig,
 }
 
 // PushGatewayConfig is where the receiver pushes scrapes.
@@ -191,6 +248,20 @@ type PushGatewayConfig struct {
 	Timeout Duration `yaml:"timeout"`
 	// Concurrency is how many groups are pushed at once.
 	Concurrency int `yaml:"concurrency"`
+	// DownAfter is how long a group may go without a new scrape before the
+	// receiver replaces it with up 0, so a target that disappeared (removed
+	// from its poller, or its whole DC silent) does not look current
+	// forever. Default: twice max_age, derived in finish.
+	DownAfter Duration `yaml:"down_after"`
+	// DeleteAfter is how long a group may go without a new scrape before
+	// the receiver deletes it from the Pushgateway; 0 keeps it (as up 0).
+	DeleteAfter Duration `yaml:"delete_after"`
+	// HTTPClientConfig is how to reach the Pushgateway, written inline as
+	// in Prometheus: basic_auth, authorization, oauth2, tls_config,
+	// proxy_url, follow_redirects, enable_http2, http_headers... Parse
+	// validates it and resolves its relative file paths against the
+	// configuration file's directory.
+	HTTPClientConfig commoncfg.HTTPClientConfig `yaml:",inline"`
 }
 
 // UnmarshalYAML implements yaml.Unmarshaler, starting from DefaultPushGatewayConfig.
@@ -213,12 +284,19 @@ func (g *PushGatewayConfig) check(k *checker, p keyPath) {
 	if g.Concurrency < 1 {
 		k.errorf(p.with("concurrency"), "must be at least 1")
 	}
+	if g.DownAfter < 0 {
+		k.errorf(p.with("down_after"), "must not be negative")
+	}
+	if g.DeleteAfter < 0 {
+		k.errorf(p.with("delete_after"), "must not be negative (0 keeps groups)")
+	}
 	switch n := g.PublisherLabelName; {
 	case !model.LegacyValidation.IsValidLabelName(n):
 		k.errorf(p.with("publisher_label_name"), "%q is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)", n)
 	case n == "job" || n == "instance" || strings.HasPrefix(n, "__"):
 		k.errorf(p.with("publisher_label_name"), "%q is reserved", n)
 	}
+	checkHTTPClient(k, p, &g.HTTPClientConfig)
 }
 
 // checkHTTPURL accepts an absolute http or https URL with a host.

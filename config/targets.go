@@ -5,14 +5,45 @@ import (
 	"maps"
 	"net"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"unicode/utf8"
+
+	commoncfg "github.com/prometheus/common/config"
+	"gopkg.in/yaml.v3"
 )
 
-// Job is one entry of jobs: the targets scraped under that job name.
+// DefaultJob holds the defaults of a job: prometheus/common's HTTP client
+// defaults. UnmarshalYAML copies it; it is never modified.
+var DefaultJob = Job{HTTPClientConfig: commoncfg.DefaultHTTPClientConfig}
+
+// Job is one entry of jobs: the targets scraped under that job name and,
+// as in a Prometheus scrape_config, how to reach them.
 type Job struct {
 	Targets []TargetConfig `yaml:"targets"`
+	// HTTPClientConfig is written inline, as in Prometheus: basic_auth,
+	// authorization, oauth2, tls_config, proxy_url, follow_redirects,
+	// enable_http2, http_headers... Parse validates it and resolves its
+	// relative file paths against the configuration file's directory.
+	HTTPClientConfig commoncfg.HTTPClientConfig `yaml:",inline"`
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler, starting from DefaultJob.
+func (j *Job) UnmarshalYAML(value *yaml.Node) error {
+	*j = DefaultJob
+	type plain Job
+	return value.Decode((*plain)(j))
+}
+
+// httpClient returns a copy of the job's HTTP client settings for its
+// targets, or nil when they are all prometheus/common's defaults.
+func (j Job) httpClient() *commoncfg.HTTPClientConfig {
+	if reflect.DeepEqual(j.HTTPClientConfig, commoncfg.DefaultHTTPClientConfig) {
+		return nil
+	}
+	hc := j.HTTPClientConfig
+	return &hc
 }
 
 // TargetConfig is one target as written in the file.
@@ -28,6 +59,10 @@ type TargetConfig struct {
 // Target is a resolved target: its job, its instance name and its URL.
 type Target struct {
 	Job, Name, URL string
+	// HTTPClient is the job's HTTP client settings, shared by the job's
+	// targets and not to be modified; nil when the job leaves them at
+	// prometheus/common's defaults (commoncfg.DefaultHTTPClientConfig).
+	HTTPClient *commoncfg.HTTPClientConfig
 }
 
 // Targets returns every target the poller scrapes, names resolved, sorted
@@ -38,8 +73,9 @@ type Target struct {
 func (c *Config) Targets() []Target {
 	var out []Target
 	for job, j := range c.Jobs {
+		hc := j.httpClient()
 		for _, t := range j.Targets {
-			out = append(out, Target{Job: job, Name: t.resolvedName(), URL: t.URL})
+			out = append(out, Target{Job: job, Name: t.resolvedName(), URL: t.URL, HTTPClient: hc})
 		}
 	}
 	if self, ok := c.selfTarget(); ok {
@@ -60,11 +96,23 @@ func (c *Config) selfTarget() (Target, bool) {
 	case "", "0.0.0.0", "::":
 		host = "localhost" // bound to every interface: loopback reaches it
 	}
+	// A job of the same name, with or without targets of its own, gives
+	// the HTTP client settings, which monitor_web_config may require.
 	return Target{
-		Job:  SelfScrapeJob,
-		Name: c.Identity,
-		URL:  "http://" + net.JoinHostPort(host, strconv.Itoa(c.MonitorPort)) + "/metrics",
+		Job:        SelfScrapeJob,
+		Name:       c.Identity,
+		URL:        "http://" + net.JoinHostPort(host, strconv.Itoa(c.MonitorPort)) + "/metrics",
+		HTTPClient: c.selfHTTPClient(),
 	}, true
+}
+
+// selfHTTPClient is the HTTP client settings of the job named
+// SelfScrapeJob, nil when there is no such job.
+func (c *Config) selfHTTPClient() *commoncfg.HTTPClientConfig {
+	if j, ok := c.Jobs[SelfScrapeJob]; ok {
+		return j.httpClient()
+	}
+	return nil
 }
 
 // resolvedName is Name, or the URL's host:port when Name is empty.
@@ -95,12 +143,20 @@ func (c *Config) checkJobs(k *checker) {
 		if !validLabelValue(job) {
 			k.errorf(p, "job name %q must be non-empty valid UTF-8", job)
 		}
-		targets := c.Jobs[job].Targets
-		if len(targets) == 0 {
+		j := c.Jobs[job]
+		if !k.explicit(p) {
+			j.HTTPClientConfig = commoncfg.DefaultHTTPClientConfig // a null job, left unset by yaml.v3
+		}
+		checkHTTPClient(k, p, &j.HTTPClientConfig)
+		c.Jobs[job] = j
+		targets := j.Targets
+		self, hasSelf := c.selfTarget()
+		hasSelf = hasSelf && job == SelfScrapeJob
+		if len(targets) == 0 && !hasSelf {
 			k.warnf(p, "has no targets")
 		}
 		firstLine := map[string]int{}
-		if self, ok := c.selfTarget(); ok && job == SelfScrapeJob {
+		if hasSelf {
 			firstLine[self.Name] = -1
 		}
 		for i, t := range targets {

@@ -50,6 +50,7 @@ func (c *Config) finish() error {
 		c.Identity = host
 	}
 	c.checkGlobals(k)
+	c.checkMonitorWeb(k)
 	for _, role := range []Role{RolePoller, RoleReceiver} {
 		if s := c.Stream(role); s != nil {
 			s.check(k, keyPath{streamKey(role)}, c.Identity)
@@ -57,7 +58,14 @@ func (c *Config) finish() error {
 	}
 	if c.PushGateway != nil {
 		c.PushGateway.check(k, keyPath{"push_gateway"})
+		if c.PushGateway.DownAfter == 0 {
+			c.PushGateway.DownAfter = 2 * c.MaxAge
+		}
+		if d := c.PushGateway.DeleteAfter; d != 0 && d < c.PushGateway.DownAfter {
+			k.errorf(keyPath{"push_gateway", "delete_after"}, "%s is shorter than down_after %s", d, c.PushGateway.DownAfter)
+		}
 	}
+	c.checkPublishers(k)
 	if c.TLS != nil {
 		c.TLS.check(k, keyPath{"tls"}, c.Identity)
 	}
@@ -172,5 +180,21 @@ func (c *Config) validateStream(k *checker, role Role) {
 	}
 	if s.Topic == "" {
 		k.errorf(keyPath{key, "topic"}, "required for the %s", role)
+	}
+}
+
+// checkPublishers checks the receiver's allow-list: publisher identities and
+// job names are label values, so they must be valid UTF-8 and not empty.
+func (c *Config) checkPublishers(k *checker) {
+	for pub, jobs := range c.Publishers {
+		p := keyPath{"publishers", pub}
+		if pub == "" || !utf8.ValidString(pub) {
+			k.errorf(p, "a publisher must be a non-empty UTF-8 identity")
+		}
+		for i, j := range jobs {
+			if j == "" || !utf8.ValidString(j) {
+				k.errorf(p.with(i), "a job must be a non-empty UTF-8 name")
+			}
+		}
 	}
 }

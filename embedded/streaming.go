@@ -4,7 +4,12 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,6 +20,7 @@ import (
 	natsd "github.com/nats-io/nats-server/v2/server"
 	stand "github.com/nats-io/nats-streaming-server/server"
 	"github.com/nats-io/nats-streaming-server/stores"
+	"github.com/nats-io/nats.go"
 )
 
 const (
@@ -32,6 +38,38 @@ type StreamingOptions struct {
 	Port      int          // 0 = a free port
 	StoreDir  string       // "" = memory store; else a file store in this dir (survives Restart)
 	Logger    *slog.Logger // server logs go here at debug level; nil discards them
+
+	// Authentication clients must pass, for tests of it: User (with
+	// Password), NKeyPublic (an nkey user's public key, "U..."), both, or
+	// Token alone. nats-server ignores a token beside users, so
+	// StartStreaming refuses that combination. Operator instead switches
+	// the server to JWT (operator) mode, where only .creds files work.
+	User, Password string
+	Token          string
+	NKeyPublic     string
+	Operator       *OperatorOptions
+
+	// TLS, when set, makes the NATS server require TLS with this server
+	// side configuration. It must hold Certificates (GetCertificate is not
+	// supported: the streaming layer pins the first one, see
+	// internalTLS). With ClientAuth requiring verified client
+	// certificates, that certificate must also be valid for client
+	// authentication, as the streaming layer presents it too.
+	TLS *tls.Config
+}
+
+// OperatorOptions run the NATS server in operator (JWT) mode with an
+// in-memory account resolver.
+type OperatorOptions struct {
+	// TrustedKey is the operator's public key ("O..."); accounts must be
+	// signed by it.
+	TrustedKey string
+	// Accounts maps account public keys ("A...") to their JWTs.
+	Accounts map[string]string
+	// Credentials is the .creds file the streaming layer itself connects
+	// to its NATS server with; its user must be in one of Accounts, the
+	// same account as the clients.
+	Credentials string
 }
 
 // Streaming is an in-process NATS Streaming server (nats-streaming-server as
@@ -92,6 +130,17 @@ func (s *Streaming) start() error {
 		NoLog:  true,
 		NoSigs: true, // signals belong to our main, not to a library
 	}
+	if err := s.configureAuth(sOpts, nOpts); err != nil {
+		return err
+	}
+	if s.opts.TLS != nil {
+		ctls, err := internalTLS(s.opts.TLS)
+		if err != nil {
+			return err
+		}
+		nOpts.TLSConfig = s.opts.TLS.Clone()
+		sOpts.NATSClientOpts = append(sOpts.NATSClientOpts, nats.Secure(ctls))
+	}
 
 	srv, err := stand.RunServerWithOpts(sOpts, nOpts)
 	if err != nil {
@@ -113,6 +162,86 @@ func (s *Streaming) start() error {
 	s.srv = srv
 	s.url = clientURL
 	return nil
+}
+
+// configureAuth sets up the NATS server's client authentication and the
+// credentials of the streaming layer's own connections to it (the
+// streaming server is a NATS client of its embedded server and must pass
+// the same checks).
+func (s *Streaming) configureAuth(sOpts *stand.Options, nOpts *natsd.Options) error {
+	o := s.opts
+	switch {
+	case o.Operator != nil:
+		if o.User != "" || o.Token != "" || o.NKeyPublic != "" {
+			return errors.New("start nats streaming: Operator excludes User, Token and NKeyPublic")
+		}
+		res := &natsd.MemAccResolver{}
+		for pub, jwt := range o.Operator.Accounts {
+			if err := res.Store(pub, jwt); err != nil {
+				return fmt.Errorf("start nats streaming: store account %s: %w", pub, err)
+			}
+		}
+		nOpts.TrustedKeys = []string{o.Operator.TrustedKey}
+		nOpts.AccountResolver = res
+		sOpts.NATSCredentials = o.Operator.Credentials
+	case o.Token != "":
+		if o.User != "" || o.NKeyPublic != "" {
+			return errors.New("start nats streaming: Token excludes User and NKeyPublic (nats-server would ignore it)")
+		}
+		// The streaming layer uses the server's Authorization itself.
+		nOpts.Authorization = o.Token
+	case o.NKeyPublic != "":
+		// The streaming layer cannot sign with the test's nkey (it has no
+		// seed), so it gets a user of its own beside it.
+		pass, err := randomSecret()
+		if err != nil {
+			return err
+		}
+		const internalUser = "_embedded_streaming"
+		nOpts.Nkeys = []*natsd.NkeyUser{{Nkey: o.NKeyPublic}}
+		nOpts.Users = []*natsd.User{{Username: internalUser, Password: pass}}
+		if o.User != "" {
+			nOpts.Users = append(nOpts.Users, &natsd.User{Username: o.User, Password: o.Password})
+		}
+		sOpts.Username, sOpts.Password = internalUser, pass
+	case o.User != "":
+		// The streaming layer uses the server's Username and Password.
+		nOpts.Username, nOpts.Password = o.User, o.Password
+	}
+	return nil
+}
+
+// randomSecret returns a password nobody can guess or needs to know.
+func randomSecret() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("start nats streaming: internal password: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// internalTLS is the client side TLS of the streaming layer's connections
+// to its own NATS server. That server is in this process, on loopback, and
+// its CA is the caller's business: rather than needing it, the connection
+// accepts exactly the certificate the server presents.
+func internalTLS(server *tls.Config) (*tls.Config, error) {
+	if len(server.Certificates) == 0 || len(server.Certificates[0].Certificate) == 0 {
+		return nil, errors.New("start nats streaming: TLS needs Certificates")
+	}
+	own := server.Certificates[0].Certificate[0]
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// Verification is done by VerifyConnection: pinning, not a chain.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, own) {
+				return errors.New("embedded nats server presented a certificate that is not its own")
+			}
+			return nil
+		},
+		// For a server that requires client certificates.
+		Certificates: server.Certificates,
+	}, nil
 }
 
 // probeListen fails fast on a busy port. The library would instead wait out

@@ -36,9 +36,15 @@ type Options struct {
 	// ShutdownGrace bounds how long Run waits for outstanding
 	// acknowledgements once its context ends.
 	ShutdownGrace time.Duration
-	// HTTPClient scrapes the targets; nil uses a client whose transport
-	// asks for gzip transfer and keeps connections alive.
+	// HTTPClient scrapes the targets of every job without a client in
+	// HTTPClients; nil uses a client that keeps connections alive.
 	HTTPClient *http.Client
+	// HTTPClients maps a job to the client that scrapes its targets, built
+	// by the caller from the job's HTTP client settings (TLS, credentials,
+	// proxy). The scrape's context, not the client, bounds a scrape, and
+	// the poller sets the headers and asks for gzip itself, so a client
+	// whose transport disables compression still gets compressed transfer.
+	HTTPClients map[string]*http.Client
 	// UserAgent is sent with every scrape.
 	UserAgent string
 }
@@ -102,7 +108,7 @@ func New(opts Options, pub stream.Publisher, logger *slog.Logger, reg prometheus
 		pub:     pub,
 		log:     logger.With("component", "poller"),
 		metrics: m,
-		scraper: &scraper{client: client, timeout: opts.Timeout, bodyLimit: opts.BodyLimit, userAgent: opts.UserAgent},
+		scraper: &scraper{client: client, clients: opts.HTTPClients, timeout: opts.Timeout, bodyLimit: opts.BodyLimit, userAgent: opts.UserAgent},
 		outbox:  ob,
 		now:     time.Now,
 	}, nil
@@ -151,7 +157,7 @@ func (p *Poller) runTarget(ctx context.Context, t config.Target) {
 func (p *Poller) scrapeOnce(ctx context.Context, t config.Target, log *slog.Logger, body *bytes.Buffer, compressed []byte, lastFailed *bool) []byte {
 	start := p.now()
 	sctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
-	contentType, err := p.scraper.scrape(sctx, t.URL, body)
+	contentType, err := p.scraper.scrape(sctx, t.Job, t.URL, body)
 	cancel()
 	if ctx.Err() != nil {
 		return compressed // shutting down: a cancelled scrape is not a failed target

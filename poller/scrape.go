@@ -2,6 +2,7 @@ package poller
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -31,26 +33,37 @@ func (e *scrapeError) Error() string { return e.err.Error() }
 func (e *scrapeError) Unwrap() error { return e.err }
 
 // scraper fetches exposition bodies. Bodies are not parsed: the poller
-// forwards the bytes as scraped and leaves parsing to the receiver.
+// forwards the bytes as scraped and leaves parsing to the receiver. It is
+// safe for concurrent use; clients is only read.
 type scraper struct {
-	client    *http.Client
+	client    *http.Client            // for jobs not in clients
+	clients   map[string]*http.Client // by job
 	timeout   time.Duration
 	bodyLimit int64
 	userAgent string
+	gzip      sync.Pool // of *gzip.Reader
 }
 
-// scrape GETs url into buf (reset first) and returns the response's
-// Content-Type. The error is a *scrapeError.
-func (s *scraper) scrape(ctx context.Context, url string, buf *bytes.Buffer) (string, error) {
+// scrape GETs url with job's client into buf (reset first) and returns the
+// response's Content-Type. It asks for gzip and inflates the body itself,
+// as Prometheus does, because prometheus/common's transports leave
+// compression to the caller; body_size_limit applies to the inflated
+// body. The error is a *scrapeError.
+func (s *scraper) scrape(ctx context.Context, job, url string, buf *bytes.Buffer) (string, error) {
 	buf.Reset()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", &scrapeError{reasonConnection, fmt.Errorf("build request: %w", err)}
 	}
 	req.Header.Set("Accept", acceptHeader)
+	req.Header.Set("Accept-Encoding", "gzip")
 	req.Header.Set("User-Agent", s.userAgent)
 	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", strconv.FormatFloat(s.timeout.Seconds(), 'f', -1, 64))
-	resp, err := s.client.Do(req)
+	client := s.clients[job]
+	if client == nil {
+		client = s.client
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return "", classify(err, reasonConnection)
 	}
@@ -63,7 +76,16 @@ func (s *scraper) scrape(ctx context.Context, url string, buf *bytes.Buffer) (st
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return "", &scrapeError{reasonHTTPStatus, fmt.Errorf("server returned HTTP status %s", resp.Status)}
 	}
-	n, err := buf.ReadFrom(io.LimitReader(resp.Body, s.bodyLimit+1))
+	var body io.Reader = resp.Body
+	if resp.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := s.gzipReader(resp.Body)
+		if err != nil {
+			return "", classify(fmt.Errorf("read gzip body: %w", err), reasonRead)
+		}
+		defer s.gzip.Put(zr)
+		body = zr
+	}
+	n, err := buf.ReadFrom(io.LimitReader(body, s.bodyLimit+1))
 	if err != nil {
 		return "", classify(fmt.Errorf("read body: %w", err), reasonRead)
 	}
@@ -71,6 +93,19 @@ func (s *scraper) scrape(ctx context.Context, url string, buf *bytes.Buffer) (st
 		return "", &scrapeError{reasonBodyTooLarge, fmt.Errorf("body exceeds the limit of %d bytes (body_size_limit)", s.bodyLimit)}
 	}
 	return resp.Header.Get("Content-Type"), nil
+}
+
+// gzipReader returns a pooled gzip reader reset to r; the caller puts it
+// back when done.
+func (s *scraper) gzipReader(r io.Reader) (*gzip.Reader, error) {
+	if zr, ok := s.gzip.Get().(*gzip.Reader); ok {
+		if err := zr.Reset(r); err != nil {
+			s.gzip.Put(zr)
+			return nil, err
+		}
+		return zr, nil
+	}
+	return gzip.NewReader(r)
 }
 
 // classify names timeouts apart from other failures.

@@ -182,7 +182,9 @@ func (e *StatusError) Error() string {
 // and 5xx are; 4xx are not (the same body would be refused again), except
 // 408 and 429, which only say "not now" (a proxy in front may send them);
 // context cancellation, an invalid key and a TLS certificate failure are
-// not.
+// not. 401 and 403 (wrong or missing credentials in push_gateway's
+// basic_auth, authorization or oauth2) are configuration errors: they stay
+// until the configuration changes, so they are not retried either.
 func Retryable(err error) bool {
 	if err == nil {
 		return false

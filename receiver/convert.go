@@ -31,6 +31,8 @@ const (
 	metricSamples  = "scrape_samples_scraped"
 )
 
+const upHelp = "1 if the target's scrape succeeded and its body could be read, else 0."
+
 // converted is the result of turning a scrape into a push body.
 type converted struct {
 	// stripped counts samples whose explicit timestamps were removed
@@ -84,7 +86,7 @@ func convert(env *envelope.Envelope, body []byte, groupLabels []string, out *byt
 	}
 	slices.SortFunc(kept, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
 	kept = append(kept,
-		gauge(metricUp, "1 if the target's scrape succeeded and its body could be read, else 0.", up),
+		gauge(metricUp, upHelp, up),
 		gauge(metricDuration, "Duration of the scrape of the target, as the poller measured it.", env.ScrapeDuration.Seconds()),
 		gauge(metricSamples, "Samples the target exposed in its scrape.", float64(samples)),
 	)

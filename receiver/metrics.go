@@ -19,6 +19,9 @@ const (
 	dropSuperseded = "superseded"
 	dropRejected   = "rejected"
 	dropFuture     = "future"
+	// Refused by the publishers allow-list.
+	dropPublisherNotAllowed = "publisher_not_allowed"
+	dropJobNotAllowed       = "job_not_allowed"
 )
 
 // Push results.
@@ -42,13 +45,17 @@ type metrics struct {
 	groupsWaiting  prometheus.GaugeFunc
 	ackFailures    prometheus.Counter
 	legacyMessages prometheus.Counter
+	conflicts      prometheus.Counter
+	markedDown     prometheus.Counter
+	deleted        prometheus.Counter
+	groups         prometheus.GaugeFunc
 }
 
 func dropReasons() []string {
-	return append(envelope.Reasons(), dropStale, dropFuture, dropSuperseded, dropRejected)
+	return append(envelope.Reasons(), dropStale, dropFuture, dropSuperseded, dropRejected, dropPublisherNotAllowed, dropJobNotAllowed)
 }
 
-func newMetrics(reg prometheus.Registerer, waiting func() float64) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, waiting, groups func() float64) (*metrics, error) {
 	latency := prometheus.ExponentialBuckets(0.005, 2.5, 12) // 5ms .. ~5 min
 	m := &metrics{
 		received: prometheus.NewCounter(prometheus.CounterOpts{
@@ -99,6 +106,22 @@ func newMetrics(reg prometheus.Registerer, waiting func() float64) (*metrics, er
 			Namespace: namespace, Subsystem: subsystem, Name: "ack_failures_total",
 			Help: "Acknowledgements that failed (the connection was lost); the server redelivers those messages.",
 		}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "publisher_conflicts_total",
+			Help: "Scrapes of a group whose previous scrape came from another publisher: without publisher_label, two DCs overwrite each other's group.",
+		}),
+		markedDown: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "groups_marked_down_total",
+			Help: "Groups replaced with up 0 because no scrape of theirs arrived for down_after.",
+		}),
+		deleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "groups_deleted_total",
+			Help: "Groups deleted from the Pushgateway because no scrape of theirs arrived for delete_after.",
+		}),
+		groups: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "groups",
+			Help: "Groups the receiver tracks (pushed, and not yet deleted).",
+		}, groups),
 		legacyMessages: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "legacy_messages_total",
 			Help: "Messages in the prometheus-streams 1.0 JSON format (pollers not yet upgraded).",
@@ -113,6 +136,7 @@ func newMetrics(reg prometheus.Registerer, waiting func() float64) (*metrics, er
 	for _, c := range []prometheus.Collector{
 		m.received, m.dropped, m.pushes, m.pushDuration, m.delivery, m.messageAge,
 		m.stripped, m.renamed, m.unparseable, m.lastMessage, m.groupsWaiting, m.ackFailures, m.legacyMessages,
+		m.conflicts, m.markedDown, m.deleted, m.groups,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register receiver metrics: %w", err)

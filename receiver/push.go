@@ -15,6 +15,10 @@ import (
 // scrape is left unacknowledged for redelivery.
 func (w *worker) process(ctx context.Context, g *group, it *item) {
 	r := w.r
+	if it.control != controlNone {
+		w.control(ctx, g, it)
+		return
+	}
 	contentType, err := w.prepare(it.env)
 	if err != nil {
 		r.dropAll(r.sched.finish(g, false), envelope.Reason(err), fmt.Errorf("%s: %w", g.key, err))

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,15 @@ type Options struct {
 	// PushTimeout bounds a push that is still running when Run's context
 	// ends, so shutdown finishes it instead of abandoning it halfway.
 	PushTimeout time.Duration
+	// DownAfter is how long a group may go without a new scrape before it
+	// is replaced with up 0; DeleteAfter, before it is deleted from the
+	// Pushgateway (0: never). The Pushgateway never forgets a group by
+	// itself, so without these a target that disappeared would look
+	// current forever.
+	DownAfter, DeleteAfter time.Duration
+	// Publishers, when not nil, is the allow-list of publishers and the
+	// jobs each may write (an empty list: any job).
+	Publishers map[string][]string
 }
 
 // Receiver moves scrapes from a Subscriber to the Pushgateway.
@@ -59,6 +69,8 @@ type Receiver struct {
 	// pushFailLog rate-limits push failures: during a Pushgateway outage
 	// every group fails every interval.
 	pushFailLog rate.Sometimes
+	// conflictLog rate-limits publisher conflicts, which repeat every scrape.
+	conflictLog rate.Sometimes
 }
 
 // New validates opts and registers the receiver's metrics on reg.
@@ -84,11 +96,14 @@ func New(opts Options, sub stream.Subscriber, push *pushgateway.Client, logger *
 	if opts.PushTimeout <= 0 {
 		opts.PushTimeout = 10 * time.Second
 	}
+	if opts.DownAfter <= 0 {
+		opts.DownAfter = 2 * opts.MaxAge
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	sched := newScheduler()
-	m, err := newMetrics(reg, func() float64 { return float64(sched.waiting()) })
+	m, err := newMetrics(reg, func() float64 { return float64(sched.waiting()) }, func() float64 { return float64(sched.size()) })
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +121,8 @@ func New(opts Options, sub stream.Subscriber, push *pushgateway.Client, logger *
 		sched:       sched,
 		now:         time.Now,
 		logEvery:    map[string]*rate.Sometimes{},
+		pushFailLog: rate.Sometimes{Interval: time.Minute},
+		conflictLog: rate.Sometimes{Interval: time.Minute},
 	}, nil
 }
 
@@ -125,7 +142,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 	for range r.opts.Concurrency {
 		wg.Go(func() { r.work(ctx) })
 	}
-	wg.Go(func() { r.sweep(ctx) })
+	wg.Go(func() { r.lifecycle(ctx) })
 	<-ctx.Done()
 	r.stopping.Store(true)
 	wg.Wait()
@@ -166,26 +183,46 @@ func (r *Receiver) handle(m stream.Message) {
 			env.Job, env.Instance, env.Publisher, (-age).Round(time.Second)))
 		return
 	}
+	if reason, err := r.allowed(env); err != nil {
+		r.drop(m, reason, err)
+		return
+	}
 	key := r.groupingKey(env)
-	for _, old := range r.sched.offer(key.Path(), key, &item{env: env, msgs: []stream.Message{m}}) {
+	id := key.Path()
+	for _, old := range r.sched.offer(id, key, &item{env: env, msgs: []stream.Message{m}}) {
 		r.ack(dropSuperseded, old.msgs)
+	}
+	if prev := r.sched.swapPublisher(id, env.Publisher); prev != "" && prev != env.Publisher {
+		r.conflict(key, prev, env.Publisher)
 	}
 }
 
-// sweep forgets groups idle for longer than max_age, so targets that come
-// and go (or made-up job and instance values) do not accumulate. Nothing is
-// lost: a scrape older than what the sweep forgets is stale anyway.
-func (r *Receiver) sweep(ctx context.Context) {
-	t := time.NewTicker(r.opts.MaxAge)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			r.sched.forget(r.now().Add(-r.opts.MaxAge))
-		}
+// allowed applies the publishers allow-list, so that one compromised DC
+// cannot overwrite another's groups.
+func (r *Receiver) allowed(env *envelope.Envelope) (reason string, err error) {
+	if r.opts.Publishers == nil {
+		return "", nil
 	}
+	jobs, ok := r.opts.Publishers[env.Publisher]
+	switch {
+	case !ok:
+		return dropPublisherNotAllowed, fmt.Errorf("publisher %q is not in publishers", env.Publisher)
+	case len(jobs) > 0 && !slices.Contains(jobs, env.Job):
+		return dropJobNotAllowed, fmt.Errorf("publisher %q may not write job %q (publishers.%s lists %v)", env.Publisher, env.Job, env.Publisher, jobs)
+	}
+	return "", nil
+}
+
+// conflict records two publishers writing the same group, which happens
+// without publisher_label when two DCs scrape a target of the same job and
+// instance name: they overwrite each other's scrapes.
+func (r *Receiver) conflict(key pushgateway.GroupingKey, previous, publisher string) {
+	r.metrics.conflicts.Inc()
+	r.conflictLog.Do(func() {
+		r.log.Warn("two publishers write the same group and overwrite each other; set push_gateway.publisher_label or rename the targets (further conflicts are logged at debug level for a minute)",
+			"group", key, "publisher", publisher, "previous_publisher", previous)
+	})
+	r.log.Debug("publisher conflict", "group", key, "publisher", publisher, "previous_publisher", previous)
 }
 
 func (r *Receiver) groupingKey(env *envelope.Envelope) pushgateway.GroupingKey {

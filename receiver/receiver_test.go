@@ -355,3 +355,18 @@ func TestGivesUpWhenTheScrapeOutlivesMaxAge(t *testing.T) {
 		t.Fatalf("failed push attempts = %v before giving up", n)
 	}
 }
+
+// republish returns msg with its publisher replaced.
+func republish(t *testing.T, msg []byte, publisher string) []byte {
+	t.Helper()
+	env, err := envelope.Decode(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Publisher = publisher
+	out, err := envelope.Append(nil, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

@@ -16,19 +16,40 @@ import (
 type item struct {
 	env  *envelope.Envelope
 	msgs []stream.Message
+	// control, when set, makes this no scrape but an action of the
+	// receiver's own on the group; env and msgs are then empty.
+	control control
 }
 
-func (it *item) start() time.Time { return it.env.ScrapeStart }
+// control is an action the receiver takes on a group nothing was heard
+// from for a while.
+type control uint8
+
+const (
+	controlNone     control = iota
+	controlMarkDown         // replace the group with up 0
+	controlDelete           // delete the group from the Pushgateway
+)
+
+func (it *item) start() time.Time {
+	if it.env == nil {
+		return time.Time{}
+	}
+	return it.env.ScrapeStart
+}
 
 // group is one Pushgateway grouping key. At most one of its scrapes is
 // being pushed (active) and at most one waits (pending): a newer scrape
 // replaces the waiting one, because the Pushgateway only shows the newest.
 type group struct {
+	id         string // key.Path(), the scheduler's map key
 	key        pushgateway.GroupingKey
 	pending    *item
 	active     *item
 	queued     bool
 	lastPushed time.Time // scrape start of the newest scrape pushed
+	markedDown bool      // replaced with up 0 since lastPushed
+	publisher  string    // of the newest scrape offered
 }
 
 // scheduler hands groups to push workers: pushes of different groups run
@@ -53,10 +74,13 @@ func (s *scheduler) offer(id string, key pushgateway.GroupingKey, it *item) (sup
 	defer s.mu.Unlock()
 	g := s.groups[id]
 	if g == nil {
-		g = &group{key: key}
+		g = &group{id: id, key: key}
 		s.groups[id] = g
 	}
 	start := it.start()
+	if g.pending != nil && g.pending.control != controlNone {
+		g.pending = nil // a scrape arrived: the group is alive after all
+	}
 	switch {
 	case !g.lastPushed.IsZero() && !start.After(g.lastPushed):
 		return []*item{it}
@@ -136,20 +160,78 @@ func (s *scheduler) finish(g *group, pushed bool) []stream.Message {
 	defer s.mu.Unlock()
 	it := g.active
 	g.active = nil
-	if pushed && it.start().After(g.lastPushed) {
+	switch {
+	case it.control == controlMarkDown:
+		g.markedDown = pushed
+	case it.control == controlDelete && pushed:
+		if g.pending == nil {
+			delete(s.groups, g.id)
+		}
+		g.lastPushed, g.markedDown = time.Time{}, false
+	case pushed && it.start().After(g.lastPushed):
 		g.lastPushed = it.start()
+		g.markedDown = false
 	}
 	s.enqueue(g)
 	return it.msgs
 }
 
-// forget drops groups with nothing to push whose last push is older than
-// before (or that never pushed), bounding the map by the live groups.
-func (s *scheduler) forget(before time.Time) {
+// reap queues the receiver's own actions for groups nothing newer than
+// downBefore (mark them down) or deleteBefore (delete them) was pushed for.
+// A zero deleteBefore deletes nothing. Groups with work under way or
+// waiting are left alone: something is still arriving for them.
+func (s *scheduler) reap(downBefore, deleteBefore time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, g := range s.groups {
+		if g.active != nil || g.pending != nil || g.lastPushed.IsZero() {
+			continue
+		}
+		switch {
+		case !deleteBefore.IsZero() && g.lastPushed.Before(deleteBefore):
+			g.pending = &item{control: controlDelete}
+		case !g.markedDown && g.lastPushed.Before(downBefore):
+			g.pending = &item{control: controlMarkDown}
+		default:
+			continue
+		}
+		s.enqueue(g)
+	}
+}
+
+// seed records a group already in the Pushgateway (found at start), so a
+// group whose target disappeared while the receiver was down is still
+// marked down and deleted in time.
+func (s *scheduler) seed(id string, key pushgateway.GroupingKey, lastPushed time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.groups[id]; !ok {
+		s.groups[id] = &group{id: id, key: key, lastPushed: lastPushed}
+	}
+}
+
+// swapPublisher records the publisher of a scrape of group id and returns
+// the previous one ("" for a new group).
+func (s *scheduler) swapPublisher(id, publisher string) (previous string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[id]
+	if g == nil {
+		return ""
+	}
+	previous, g.publisher = g.publisher, publisher
+	return previous
+}
+
+// forget drops groups that have nothing to push and never pushed anything
+// (every scrape of theirs was refused, stale or superseded): nothing of
+// theirs is in the Pushgateway to mark down or delete. Groups that did push
+// stay until reap deletes them.
+func (s *scheduler) forget() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, g := range s.groups {
-		if g.active == nil && g.pending == nil && g.lastPushed.Before(before) {
+		if g.active == nil && g.pending == nil && g.lastPushed.IsZero() {
 			delete(s.groups, id)
 		}
 	}

@@ -110,16 +110,66 @@ func TestSchedulerGroupsRunIndependently(t *testing.T) {
 	}
 }
 
-func TestSchedulerForgetsIdleGroups(t *testing.T) {
+func TestSchedulerForgetsGroupsThatNeverPushed(t *testing.T) {
 	s := newScheduler()
 	t0 := time.Unix(1000, 0)
 	ctx := context.Background()
-	s.offer("old", pushgateway.GroupingKey{Job: "old"}, newItem("o", t0))
+	s.offer("refused", pushgateway.GroupingKey{Job: "refused"}, newItem("r", t0))
 	g, _ := s.next(ctx)
+	s.finish(g, false)
+	s.offer("pushed", pushgateway.GroupingKey{Job: "pushed"}, newItem("p", t0))
+	g, _ = s.next(ctx)
 	s.finish(g, true)
 	s.offer("busy", pushgateway.GroupingKey{Job: "busy"}, newItem("b", t0))
-	s.forget(t0.Add(time.Minute))
-	if s.size() != 1 {
-		t.Fatalf("after forget: %d groups, want 1 (the one with a scrape waiting)", s.size())
+	s.forget()
+	if s.size() != 2 {
+		t.Fatalf("after forget: %d groups, want 2 (the pushed one and the one with a scrape waiting)", s.size())
+	}
+}
+
+func TestSchedulerMarksDownThenDeletesSilentGroups(t *testing.T) {
+	s := newScheduler()
+	t0 := time.Unix(1000, 0)
+	ctx := context.Background()
+	key := pushgateway.GroupingKey{Job: "j"}
+	s.offer("g", key, newItem("m1", t0))
+	g, _ := s.next(ctx)
+	s.finish(g, true)
+
+	s.reap(t0, time.Time{}) // nothing older than t0: no action
+	if s.waiting() != 0 {
+		t.Fatal("a group pushed at the cut-off was reaped")
+	}
+	s.reap(t0.Add(time.Minute), time.Time{})
+	g, it := s.next(ctx)
+	if it.control != controlMarkDown {
+		t.Fatalf("control %v, want mark down", it.control)
+	}
+	s.finish(g, true)
+	s.reap(t0.Add(time.Minute), time.Time{})
+	if s.waiting() != 0 {
+		t.Fatal("a group already marked down was marked again")
+	}
+	// A scrape arriving revives it; one waiting replaces a queued action.
+	s.reap(t0.Add(time.Minute), t0.Add(time.Minute))
+	if got := s.offer("g", key, newItem("m2", t0.Add(2*time.Minute))); len(got) != 0 {
+		t.Fatalf("offer superseded %v", ids(got))
+	}
+	g, it = s.next(ctx)
+	if it.control != controlNone {
+		t.Fatal("the queued delete was not replaced by the scrape that arrived")
+	}
+	s.finish(g, true)
+	if g.markedDown {
+		t.Fatal("a pushed scrape did not clear the down mark")
+	}
+	s.reap(t0.Add(3*time.Minute), t0.Add(3*time.Minute))
+	g, it = s.next(ctx)
+	if it.control != controlDelete {
+		t.Fatalf("control %v, want delete", it.control)
+	}
+	s.finish(g, true)
+	if s.size() != 0 {
+		t.Fatalf("%d groups after the delete, want 0", s.size())
 	}
 }

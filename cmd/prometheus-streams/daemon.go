@@ -59,7 +59,7 @@ func newDaemonCmd(g *globalFlags, role, short string) *cobra.Command {
 				return err
 			}
 			if cfg.MonitorPort > 0 {
-				mon, err := monitor.New(cfg.MonitorAddress(), reg, d.ready, logger)
+				mon, err := monitor.New(cfg.MonitorAddress(), cfg.MonitorWebConfig, reg, d.ready, logger)
 				if err != nil {
 					return err
 				}
@@ -136,6 +136,11 @@ func streamOptions(cfg *config.Config, role config.Role) (stream.STANOptions, er
 		ConnectTimeout: time.Duration(sc.ConnectTimeout),
 		AckWait:        time.Duration(sc.AckWait),
 		MaxInflight:    sc.MaxInflight,
+		Credentials:    sc.Credentials,
+		NKeySeedFile:   sc.NKey,
+		User:           sc.User,
+		Password:       sc.Password,
+		Token:          sc.Token,
 	}
 	if t := cfg.StreamTLS(role); t != nil {
 		tc, err := t.ClientConfig()
@@ -148,6 +153,14 @@ func streamOptions(cfg *config.Config, role config.Role) (stream.STANOptions, er
 }
 
 func buildPoller(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*daemon, error) {
+	targets, err := selfScrapeScheme(cfg, cfg.Targets())
+	if err != nil {
+		return nil, err
+	}
+	clients, err := scrapeClients(targets)
+	if err != nil {
+		return nil, err
+	}
 	so, err := streamOptions(cfg, config.RolePoller)
 	if err != nil {
 		return nil, err
@@ -158,7 +171,8 @@ func buildPoller(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 	}
 	p, err := poller.New(poller.Options{
 		Identity:    cfg.Identity,
-		Targets:     cfg.Targets(),
+		Targets:     targets,
+		HTTPClients: clients,
 		Interval:    time.Duration(cfg.ScrapeInterval),
 		Timeout:     time.Duration(cfg.ScrapeTimeout),
 		BodyLimit:   int64(cfg.BodySizeLimit),
@@ -181,10 +195,15 @@ func buildReceiver(cfg *config.Config, logger *slog.Logger, reg prometheus.Regis
 		return nil, err
 	}
 	pg := cfg.PushGateway
+	hc, err := pushgatewayHTTPClient(pg)
+	if err != nil {
+		return nil, err
+	}
 	client, err := pushgateway.New(pushgateway.Options{
-		URL:       pg.URL,
-		Timeout:   time.Duration(pg.Timeout),
-		UserAgent: "prometheus-streams/" + versionString(),
+		URL:        pg.URL,
+		HTTPClient: hc,
+		Timeout:    time.Duration(pg.Timeout),
+		UserAgent:  "prometheus-streams/" + versionString(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("push_gateway: %w", err)
@@ -196,6 +215,9 @@ func buildReceiver(cfg *config.Config, logger *slog.Logger, reg prometheus.Regis
 		PublisherLabel:     pg.PublisherLabel,
 		PublisherLabelName: pg.PublisherLabelName,
 		PushTimeout:        time.Duration(pg.Timeout),
+		DownAfter:          time.Duration(pg.DownAfter),
+		DeleteAfter:        time.Duration(pg.DeleteAfter),
+		Publishers:         cfg.Publishers,
 	}, sub, client, logger, reg)
 	if err != nil {
 		return nil, err

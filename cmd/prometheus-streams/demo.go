@@ -91,7 +91,7 @@ func runDemo(cmd *cobra.Command, g *globalFlags, f *demoFlags) error {
 	if err != nil {
 		return err
 	}
-	mon, err := monitor.New(cfg.MonitorAddress(), reg, func() bool { return p.ready() && r.ready() }, logger)
+	mon, err := monitor.New(cfg.MonitorAddress(), cfg.MonitorWebConfig, reg, func() bool { return p.ready() && r.ready() }, logger)
 	if err != nil {
 		return err
 	}

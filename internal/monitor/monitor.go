@@ -1,6 +1,7 @@
 // Package monitor serves a daemon's own metrics and health on the
 // monitor_port: /metrics, /healthz (the process runs) and /readyz (its
-// stream connection is up).
+// stream connection is up). TLS and basic auth come from an exporter-toolkit
+// web configuration file, as in every Prometheus exporter.
 package monitor
 
 import (
@@ -10,23 +11,34 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+	"gopkg.in/yaml.v3"
 )
 
 // Server is the monitor HTTP server.
 type Server struct {
-	listener net.Listener
-	srv      *http.Server
-	log      *slog.Logger
+	listener  net.Listener
+	srv       *http.Server
+	webConfig string
+	log       *slog.Logger
 }
 
-// New listens on addr (host:port; an empty host is every interface, as
-// 1.0 did) right away, so a port clash is reported at start-up. ready
+// New checks the web configuration file webConfig (exporter-toolkit's
+// format: tls_server_config, basic_auth_users...; "" serves plain HTTP
+// without authentication) and listens on addr (host:port; an empty host is
+// every interface, as 1.0 did) right away, so a bad file or a port clash
+// is reported at start-up. The file is read again for every connection and
+// request, so certificates and users can change without a restart. ready
 // decides /readyz.
-func New(addr string, g prometheus.Gatherer, ready func() bool, logger *slog.Logger) (*Server, error) {
+func New(addr, webConfig string, g prometheus.Gatherer, ready func() bool, logger *slog.Logger) (*Server, error) {
+	if err := web.Validate(webConfig); err != nil {
+		return nil, fmt.Errorf("monitor: web config %s: %w", webConfig, err)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("monitor: listen on %s: %w", addr, err)
@@ -44,10 +56,37 @@ func New(addr string, g prometheus.Gatherer, ready func() bool, logger *slog.Log
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	return &Server{
-		listener: ln,
-		srv:      &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
-		log:      logger,
+		listener:  ln,
+		srv:       &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		webConfig: webConfig,
+		log:       logger,
 	}, nil
+}
+
+// Scheme returns the scheme the monitor serves with the web configuration
+// file webConfig: "https" when it has a tls_server_config certificate,
+// else "http". It reads the file; New checks it in full.
+func Scheme(webConfig string) (string, error) {
+	if webConfig == "" {
+		return "http", nil
+	}
+	data, err := os.ReadFile(webConfig)
+	if err != nil {
+		return "", fmt.Errorf("monitor: web config: %w", err)
+	}
+	var c struct {
+		TLS struct {
+			Cert     string `yaml:"cert"`
+			CertFile string `yaml:"cert_file"`
+		} `yaml:"tls_server_config"`
+	}
+	if err := yaml.Unmarshal(data, &c); err != nil {
+		return "", fmt.Errorf("monitor: web config %s: %w", webConfig, err)
+	}
+	if c.TLS.Cert != "" || c.TLS.CertFile != "" {
+		return "https", nil
+	}
+	return "http", nil
 }
 
 // Addr is the address the server listens on.
@@ -56,7 +95,9 @@ func (s *Server) Addr() string { return s.listener.Addr().String() }
 // Run serves until ctx is done, then shuts down gracefully (bounded).
 func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
-	go func() { errc <- s.srv.Serve(s.listener) }()
+	go func() {
+		errc <- web.Serve(s.listener, s.srv, &web.FlagConfig{WebConfigFile: &s.webConfig}, s.log)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("monitor: serve: %w", err)

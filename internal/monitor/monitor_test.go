@@ -2,15 +2,28 @@ package monitor
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
 	"log/slog"
+	"math/big"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -32,7 +45,7 @@ func TestEndpoints(t *testing.T) {
 	reg.MustRegister(c)
 	c.Add(3)
 	var ready atomic.Bool
-	s, err := New("127.0.0.1:0", reg, ready.Load, slog.New(slog.DiscardHandler))
+	s, err := New("127.0.0.1:0", "", reg, ready.Load, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +71,7 @@ func TestEndpoints(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	again, err := New(s.Addr(), reg, ready.Load, slog.New(slog.DiscardHandler))
+	again, err := New(s.Addr(), "", reg, ready.Load, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("the port was not released on shutdown: %v", err)
 	}
@@ -66,12 +79,180 @@ func TestEndpoints(t *testing.T) {
 }
 
 func TestListenErrorIsReported(t *testing.T) {
-	s, err := New("127.0.0.1:0", prometheus.NewRegistry(), func() bool { return true }, slog.New(slog.DiscardHandler))
+	s, err := New("127.0.0.1:0", "", prometheus.NewRegistry(), func() bool { return true }, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = s.listener.Close() }()
-	if _, err := New(s.Addr(), prometheus.NewRegistry(), func() bool { return true }, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "listen") {
+	if _, err := New(s.Addr(), "", prometheus.NewRegistry(), func() bool { return true }, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Fatalf("second listener on %s: %v, want a listen error", s.Addr(), err)
+	}
+}
+
+// serve starts a monitor with webConfig and stops it when the test ends.
+func serve(t *testing.T, webConfig string) *Server {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "prometheus_streams_test_total", Help: "test"}))
+	s, err := New("127.0.0.1:0", webConfig, reg, func() bool { return true }, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return s
+}
+
+// writeFile writes content to name in dir and returns its path.
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// do sends a GET to url with client, with basic auth unless user is "".
+func do(t *testing.T, client *http.Client, url, user, password string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user != "" {
+		req.SetBasicAuth(user, password)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+func TestBasicAuth(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webConfig := writeFile(t, t.TempDir(), "web.yml", "basic_auth_users:\n  prometheus: "+string(hash)+"\n")
+	if scheme, err := Scheme(webConfig); err != nil || scheme != "http" {
+		t.Fatalf("Scheme = %q, %v; want http", scheme, err)
+	}
+	s := serve(t, webConfig)
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	tests := []struct {
+		name, path, user, password string
+		want                       int
+	}{
+		{"no credentials", "/metrics", "", "", http.StatusUnauthorized},
+		{"wrong password", "/metrics", "prometheus", "wrong", http.StatusUnauthorized},
+		{"unknown user", "/metrics", "other", "s3cret", http.StatusUnauthorized},
+		{"metrics", "/metrics", "prometheus", "s3cret", http.StatusOK},
+		{"healthz", "/healthz", "prometheus", "s3cret", http.StatusOK},
+		{"readyz", "/readyz", "prometheus", "s3cret", http.StatusOK},
+		{"healthz without credentials", "/healthz", "", "", http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := do(t, client, "http://"+s.Addr()+tt.path, tt.user, tt.password); got != tt.want {
+				t.Errorf("GET %s: %d, want %d", tt.path, got, tt.want)
+			}
+		})
+	}
+}
+
+// selfSigned writes a self-signed certificate for 127.0.0.1 and its key to
+// dir and returns their paths and a pool that trusts the certificate.
+func selfSigned(t *testing.T, dir string) (cert, key string, pool *x509.CertPool) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "prometheus-streams monitor test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(parsed)
+	cert = writeFile(t, dir, "monitor.crt", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	key = writeFile(t, dir, "monitor.key", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})))
+	return cert, key, pool
+}
+
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, pool := selfSigned(t, dir)
+	webConfig := writeFile(t, dir, "web.yml", "tls_server_config:\n  cert_file: "+cert+"\n  key_file: "+key+"\n")
+	if scheme, err := Scheme(webConfig); err != nil || scheme != "https" {
+		t.Fatalf("Scheme = %q, %v; want https", scheme, err)
+	}
+	s := serve(t, webConfig)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	if got := do(t, client, "https://"+s.Addr()+"/metrics", "", ""); got != http.StatusOK {
+		t.Fatalf("GET https /metrics: %d", got)
+	}
+	// Plain HTTP to the TLS port is refused by the server.
+	plain := &http.Transport{}
+	defer plain.CloseIdleConnections()
+	if got := do(t, &http.Client{Transport: plain, Timeout: 10 * time.Second}, "http://"+s.Addr()+"/metrics", "", ""); got != http.StatusBadRequest {
+		t.Fatalf("GET http on the TLS port: %d, want 400", got)
+	}
+}
+
+func TestBadWebConfigIsReported(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name    string
+		path    string
+		wantErr string
+	}{
+		{"missing file", filepath.Join(dir, "none.yml"), "no such file"},
+		{"unknown key", writeFile(t, dir, "typo.yml", "basic_auth_user:\n  a: b\n"), "basic_auth_user"},
+		{"password not hashed", writeFile(t, dir, "plain.yml", "basic_auth_users:\n  a: s3cret\n"), "hash"},
+		{"key without cert", writeFile(t, dir, "nocert.yml", "tls_server_config:\n  key_file: k.pem\n"), "cert"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := New("127.0.0.1:0", tt.path, prometheus.NewRegistry(), func() bool { return true }, slog.New(slog.DiscardHandler))
+			if err == nil {
+				_ = s.listener.Close()
+				t.Fatal("New accepted the file")
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "web config") {
+				t.Fatalf("New: %v, want a web config error mentioning %q", err, tt.wantErr)
+			}
+		})
 	}
 }

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	commoncfg "github.com/prometheus/common/config"
+
+	"github.com/choria-io/prometheus-streams/config"
+	"github.com/choria-io/prometheus-streams/internal/monitor"
+)
+
+// scrapeClients builds one client per job from the job's HTTP client
+// settings, as Prometheus does per scrape_config. The clients have no
+// timeout of their own: the poller bounds each scrape with its context.
+// Files the settings name (ca_file, cert_file...) are read here, so a
+// missing one stops the start.
+func scrapeClients(targets []config.Target) (map[string]*http.Client, error) {
+	clients := map[string]*http.Client{}
+	for _, t := range targets {
+		if _, ok := clients[t.Job]; ok {
+			continue
+		}
+		hc := commoncfg.DefaultHTTPClientConfig
+		if t.HTTPClient != nil {
+			hc = *t.HTTPClient
+		}
+		c, err := commoncfg.NewClientFromConfig(hc, "scrape_"+t.Job)
+		if err != nil {
+			return nil, fmt.Errorf("jobs.%s: %w", t.Job, err)
+		}
+		clients[t.Job] = c
+	}
+	return clients, nil
+}
+
+// pushgatewayHTTPClient builds the Pushgateway's client from push_gateway's
+// HTTP client settings; push_gateway.timeout bounds each request.
+func pushgatewayHTTPClient(pg *config.PushGatewayConfig) (*http.Client, error) {
+	c, err := commoncfg.NewClientFromConfig(pg.HTTPClientConfig, "pushgateway")
+	if err != nil {
+		return nil, fmt.Errorf("push_gateway: %w", err)
+	}
+	c.Timeout = time.Duration(pg.Timeout)
+	return c, nil
+}
+
+// selfScrapeScheme returns targets with the self-scrape target that
+// monitor_port adds switched to https when monitor_web_config serves TLS;
+// its credentials and CA come from a job named config.SelfScrapeJob.
+func selfScrapeScheme(cfg *config.Config, targets []config.Target) ([]config.Target, error) {
+	if cfg.MonitorPort <= 0 || cfg.MonitorWebConfig == "" {
+		return targets, nil
+	}
+	scheme, err := monitor.Scheme(cfg.MonitorWebConfig)
+	if err != nil || scheme == "http" {
+		return targets, err
+	}
+	for i, t := range targets {
+		if t.Job == config.SelfScrapeJob && t.Name == cfg.Identity {
+			targets[i].URL = scheme + strings.TrimPrefix(t.URL, "http")
+		}
+	}
+	return targets, nil
+}

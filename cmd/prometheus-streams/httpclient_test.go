@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/choria-io/prometheus-streams/config"
+	"github.com/choria-io/prometheus-streams/internal/monitor"
+	"github.com/choria-io/prometheus-streams/internal/testenv"
+)
+
+// writeSelfSigned writes a certificate for 127.0.0.1 and its key to dir as
+// monitor.crt and monitor.key.
+func writeSelfSigned(t *testing.T, dir string) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "monitor"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, block := range map[string]*pem.Block{
+		"monitor.crt": {Type: "CERTIFICATE", Bytes: der},
+		"monitor.key": {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestSelfScrapeThroughMonitorWebConfig(t *testing.T) {
+	// monitor_web_config serves TLS with basic auth: the self-scrape target
+	// switches to https and the prometheus_streams job's settings get in.
+	dir := t.TempDir()
+	writeSelfSigned(t, dir)
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := "tls_server_config:\n  cert_file: monitor.crt\n  key_file: monitor.key\nbasic_auth_users:\n  self: " + string(hash) + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "web.yml"), []byte(web), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(testenv.FreeAddr(t))
+	file := filepath.Join(dir, "config.yaml")
+	cfgText := fmt.Sprintf(`identity: me
+monitor_port: %s
+monitor_listen: 127.0.0.1
+monitor_web_config: web.yml
+jobs:
+  prometheus_streams:
+    basic_auth: {username: self, password: s3cret}
+    tls_config: {ca_file: monitor.crt}
+`, port)
+	if err := os.WriteFile(file, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets, err := selfScrapeScheme(cfg, cfg.Targets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(targets) != 1 || !strings.HasPrefix(targets[0].URL, "https://127.0.0.1:") {
+		t.Fatalf("targets %+v, want the self-scrape target over https", targets)
+	}
+	clients, err := scrapeClients(targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := clients[config.SelfScrapeJob]
+	defer client.CloseIdleConnections()
+
+	mon, err := monitor.New(cfg.MonitorAddress(), cfg.MonitorWebConfig, prometheus.NewRegistry(), func() bool { return true }, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Run(t, mon.Run)
+
+	get := func(c *http.Client) int {
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, targets[0].URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(client); code != http.StatusOK {
+		t.Fatalf("self-scrape with the job's settings: %d, want 200", code)
+	}
+	// The same CA without the credentials is refused.
+	anon := *cfg.Targets()[0].HTTPClient
+	anon.BasicAuth = nil
+	noAuth, err := scrapeClients([]config.Target{{Job: "anon", HTTPClient: &anon}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer noAuth["anon"].CloseIdleConnections()
+	if code := get(noAuth["anon"]); code != http.StatusUnauthorized {
+		t.Fatalf("self-scrape without credentials: %d, want 401", code)
+	}
+}
+
+func TestPushgatewayHTTPClientKeepsTimeout(t *testing.T) {
+	pg := config.DefaultPushGatewayConfig
+	pg.Timeout = config.Duration(3 * time.Second)
+	c, err := pushgatewayHTTPClient(&pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Timeout != 3*time.Second {
+		t.Fatalf("client timeout %v, want push_gateway.timeout 3s", c.Timeout)
+	}
+	pg.HTTPClientConfig.TLSConfig.CAFile = filepath.Join(t.TempDir(), "missing.pem")
+	if _, err := pushgatewayHTTPClient(&pg); err == nil || !strings.Contains(err.Error(), "push_gateway") {
+		t.Fatalf("a missing ca_file: %v, want an error naming push_gateway", err)
+	}
+}

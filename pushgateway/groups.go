@@ -1,0 +1,98 @@
+package pushgateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// Group is a group found in the Pushgateway: its grouping labels (job
+// included) and when it was last pushed.
+type Group struct {
+	Labels   map[string]string
+	PushTime time.Time
+}
+
+// pushTimeMetric is the series the Pushgateway adds to every group.
+const pushTimeMetric = "push_time_seconds"
+
+// Groups lists the groups in the Pushgateway that carry the metric marker,
+// so a caller finds its own groups among everyone's. It reads the
+// Pushgateway's /metrics but keeps only the marker's and push_time_seconds'
+// lines, so its memory is proportional to the number of groups, not to the
+// number of series stored.
+func (c *Client) Groups(ctx context.Context, marker string) ([]Group, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/metrics", nil)
+	if err != nil {
+		return nil, fmt.Errorf("list groups: build request: %w", err)
+	}
+	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+	req.Header.Set("User-Agent", c.userAgent)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("list groups: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("list groups: GET /metrics: %s", resp.Status)
+	}
+	// Only the two families matter; everything else is skipped line by
+	// line without being parsed.
+	var kept bytes.Buffer
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if bytes.HasPrefix(line, []byte(pushTimeMetric+"{")) || bytes.HasPrefix(line, []byte(marker+"{")) {
+			kept.Write(line)
+			kept.WriteByte('\n')
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("list groups: read /metrics: %w", err)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(&kept)
+	if err != nil {
+		return nil, fmt.Errorf("list groups: parse /metrics: %w", err)
+	}
+	marked := map[string]bool{}
+	for _, m := range fams[marker].GetMetric() {
+		marked[labelKey(m.GetLabel())] = true
+	}
+	var groups []Group
+	for _, m := range fams[pushTimeMetric].GetMetric() {
+		if !marked[labelKey(m.GetLabel())] {
+			continue
+		}
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		v := m.GetUntyped().GetValue() + m.GetGauge().GetValue()
+		groups = append(groups, Group{Labels: labels, PushTime: time.Unix(0, int64(v*1e9))})
+	}
+	return groups, nil
+}
+
+// labelKey identifies a label set.
+func labelKey[L interface {
+	GetName() string
+	GetValue() string
+}](labels []L) string {
+	var b strings.Builder
+	for _, l := range labels {
+		b.WriteString(l.GetName())
+		b.WriteByte(0)
+		b.WriteString(l.GetValue())
+		b.WriteByte(0)
+	}
+	return b.String()
+}
