@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -15,6 +16,7 @@ import (
 // scrape is left unacknowledged for redelivery.
 func (w *worker) process(ctx context.Context, g *group, it *item) {
 	r := w.r
+	defer w.trim()
 	if it.control != controlNone {
 		w.control(ctx, g, it)
 		return
@@ -106,4 +108,18 @@ func (w *worker) push(ctx context.Context, g *group, contentType string) error {
 	err := w.r.push.Push(pctx, g.key, contentType, w.out.Bytes())
 	w.r.metrics.pushDuration.Observe(w.r.now().Sub(start).Seconds())
 	return err
+}
+
+// maxKeptBuffer is the most a worker keeps of its buffers between scrapes:
+// one huge scrape must not pin its size for the life of the process.
+const maxKeptBuffer = 4 << 20
+
+// trim drops buffers a large scrape grew beyond maxKeptBuffer.
+func (w *worker) trim() {
+	if cap(w.body) > maxKeptBuffer {
+		w.body = nil
+	}
+	if w.out.Cap() > maxKeptBuffer {
+		w.out = bytes.Buffer{}
+	}
 }

@@ -47,8 +47,9 @@ type group struct {
 	pending    *item
 	active     *item
 	queued     bool
-	lastPushed time.Time // scrape start of the newest scrape pushed
-	markedDown bool      // replaced with up 0 since lastPushed
+	lastPushed time.Time // scrape start (poller's clock) of the newest scrape pushed: orders scrapes
+	pushedAt   time.Time // when (receiver's clock) the group was last pushed: times down and delete
+	markedDown bool      // replaced with up 0 since pushedAt
 	publisher  string    // of the newest scrape offered
 }
 
@@ -56,6 +57,7 @@ type group struct {
 // concurrently, one group's never do, and only its newest scrape is pushed.
 // Safe for concurrent use.
 type scheduler struct {
+	now    func() time.Time
 	mu     sync.Mutex
 	groups map[string]*group
 	ready  []*group
@@ -63,7 +65,7 @@ type scheduler struct {
 }
 
 func newScheduler() *scheduler {
-	return &scheduler{groups: map[string]*group{}, notify: make(chan struct{}, 1)}
+	return &scheduler{now: time.Now, groups: map[string]*group{}, notify: make(chan struct{}, 1)}
 }
 
 // offer queues it for the group id and returns the items it made obsolete
@@ -167,30 +169,31 @@ func (s *scheduler) finish(g *group, pushed bool) []stream.Message {
 		if g.pending == nil {
 			delete(s.groups, g.id)
 		}
-		g.lastPushed, g.markedDown = time.Time{}, false
+		g.lastPushed, g.pushedAt, g.markedDown = time.Time{}, time.Time{}, false
 	case pushed && it.start().After(g.lastPushed):
 		g.lastPushed = it.start()
+		g.pushedAt = s.now()
 		g.markedDown = false
 	}
 	s.enqueue(g)
 	return it.msgs
 }
 
-// reap queues the receiver's own actions for groups nothing newer than
-// downBefore (mark them down) or deleteBefore (delete them) was pushed for.
+// reap queues the receiver's own actions for groups last pushed before
+// downBefore (mark them down) or deleteBefore (delete them).
 // A zero deleteBefore deletes nothing. Groups with work under way or
 // waiting are left alone: something is still arriving for them.
 func (s *scheduler) reap(downBefore, deleteBefore time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, g := range s.groups {
-		if g.active != nil || g.pending != nil || g.lastPushed.IsZero() {
+		if g.active != nil || g.pending != nil || g.pushedAt.IsZero() {
 			continue
 		}
 		switch {
-		case !deleteBefore.IsZero() && g.lastPushed.Before(deleteBefore):
+		case !deleteBefore.IsZero() && g.pushedAt.Before(deleteBefore):
 			g.pending = &item{control: controlDelete}
-		case !g.markedDown && g.lastPushed.Before(downBefore):
+		case !g.markedDown && g.pushedAt.Before(downBefore):
 			g.pending = &item{control: controlMarkDown}
 		default:
 			continue
@@ -199,14 +202,16 @@ func (s *scheduler) reap(downBefore, deleteBefore time.Time) {
 	}
 }
 
-// seed records a group already in the Pushgateway (found at start), so a
-// group whose target disappeared while the receiver was down is still
-// marked down and deleted in time.
-func (s *scheduler) seed(id string, key pushgateway.GroupingKey, lastPushed time.Time) {
+// seed records a group already in the Pushgateway (found at start) and
+// when it was pushed, so a group whose target disappeared while the
+// receiver was down is still marked down and deleted in time. It leaves
+// lastPushed alone: a backlog of older scrapes still waiting in the stream
+// must not be taken for superseded by what the Pushgateway holds.
+func (s *scheduler) seed(id string, key pushgateway.GroupingKey, pushedAt time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.groups[id]; !ok {
-		s.groups[id] = &group{id: id, key: key, lastPushed: lastPushed}
+		s.groups[id] = &group{id: id, key: key, pushedAt: pushedAt}
 	}
 }
 
@@ -231,7 +236,7 @@ func (s *scheduler) forget() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, g := range s.groups {
-		if g.active == nil && g.pending == nil && g.lastPushed.IsZero() {
+		if g.active == nil && g.pending == nil && g.pushedAt.IsZero() {
 			delete(s.groups, id)
 		}
 	}

@@ -130,6 +130,8 @@ func TestSchedulerForgetsGroupsThatNeverPushed(t *testing.T) {
 func TestSchedulerMarksDownThenDeletesSilentGroups(t *testing.T) {
 	s := newScheduler()
 	t0 := time.Unix(1000, 0)
+	clock := t0
+	s.now = func() time.Time { return clock }
 	ctx := context.Background()
 	key := pushgateway.GroupingKey{Job: "j"}
 	s.offer("g", key, newItem("m1", t0))
@@ -159,6 +161,7 @@ func TestSchedulerMarksDownThenDeletesSilentGroups(t *testing.T) {
 	if it.control != controlNone {
 		t.Fatal("the queued delete was not replaced by the scrape that arrived")
 	}
+	clock = t0.Add(2 * time.Minute)
 	s.finish(g, true)
 	if g.markedDown {
 		t.Fatal("a pushed scrape did not clear the down mark")
