@@ -49,6 +49,9 @@ type Options struct {
 	UserAgent string
 }
 
+// maxKeptBuffer is the most a target keeps of its buffers between scrapes.
+const maxKeptBuffer = 4 << 20
+
 // envelopeOverhead is room left under the server's max payload for what the
 // NATS Streaming client wraps around our message (client ID, GUID, subject).
 const envelopeOverhead = 1024
@@ -144,6 +147,15 @@ func (p *Poller) runTarget(ctx context.Context, t config.Target) {
 	lastFailed := false
 	for {
 		compressed = p.scrapeOnce(ctx, t, log, &body, compressed, &lastFailed)
+		// A target that served a huge body (up to body_size_limit, or
+		// more and refused) must not pin that much memory until the next
+		// scrape: every target keeps its own buffers.
+		if body.Cap() > maxKeptBuffer {
+			body = bytes.Buffer{}
+		}
+		if cap(compressed) > maxKeptBuffer {
+			compressed = nil
+		}
 		select {
 		case <-ctx.Done():
 			return

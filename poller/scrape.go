@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -77,7 +78,7 @@ func (s *scraper) scrape(ctx context.Context, job, url string, buf *bytes.Buffer
 		return "", &scrapeError{reasonHTTPStatus, fmt.Errorf("server returned HTTP status %s", resp.Status)}
 	}
 	var body io.Reader = resp.Body
-	if resp.Header.Get("Content-Encoding") == "gzip" {
+	if enc := resp.Header.Get("Content-Encoding"); strings.EqualFold(enc, "gzip") || strings.EqualFold(enc, "x-gzip") {
 		zr, err := s.gzipReader(resp.Body)
 		if err != nil {
 			return "", classify(fmt.Errorf("read gzip body: %w", err), reasonRead)

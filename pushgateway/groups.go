@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -18,6 +20,8 @@ import (
 type Group struct {
 	Labels   map[string]string
 	PushTime time.Time
+	// Marker is the value of the marker metric in the group.
+	Marker float64
 }
 
 // pushTimeMetric is the series the Pushgateway adds to every group.
@@ -46,30 +50,41 @@ func (c *Client) Groups(ctx context.Context, marker string) ([]Group, error) {
 	// Only the two families matter; everything else is skipped line by
 	// line without being parsed.
 	var kept bytes.Buffer
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
+	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A line longer than the buffer (a huge label value of some
+			// other group's series) is not one of ours: skip the rest of it.
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+			line = nil
+		}
 		if bytes.HasPrefix(line, []byte(pushTimeMetric+"{")) || bytes.HasPrefix(line, []byte(marker+"{")) {
-			kept.Write(line)
+			kept.Write(bytes.TrimRight(line, "\n"))
 			kept.WriteByte('\n')
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("list groups: read /metrics: %w", err)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list groups: read /metrics: %w", err)
+		}
 	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(&kept)
 	if err != nil {
 		return nil, fmt.Errorf("list groups: parse /metrics: %w", err)
 	}
-	marked := map[string]bool{}
+	marked := map[string]float64{}
 	for _, m := range fams[marker].GetMetric() {
-		marked[labelKey(m.GetLabel())] = true
+		marked[labelKey(m.GetLabel())] = m.GetUntyped().GetValue() + m.GetGauge().GetValue()
 	}
 	var groups []Group
 	for _, m := range fams[pushTimeMetric].GetMetric() {
-		if !marked[labelKey(m.GetLabel())] {
+		value, ok := marked[labelKey(m.GetLabel())]
+		if !ok {
 			continue
 		}
 		labels := map[string]string{}
@@ -77,7 +92,7 @@ func (c *Client) Groups(ctx context.Context, marker string) ([]Group, error) {
 			labels[l.GetName()] = l.GetValue()
 		}
 		v := m.GetUntyped().GetValue() + m.GetGauge().GetValue()
-		groups = append(groups, Group{Labels: labels, PushTime: time.Unix(0, int64(v*1e9))})
+		groups = append(groups, Group{Labels: labels, PushTime: time.Unix(0, int64(v*1e9)), Marker: value})
 	}
 	return groups, nil
 }

@@ -31,7 +31,10 @@ const (
 	metricSamples  = "scrape_samples_scraped"
 )
 
-const upHelp = "1 if the target's scrape succeeded and its body could be read, else 0."
+const (
+	upHelp      = "1 if the target's scrape succeeded and its body could be read, else 0."
+	samplesHelp = "Samples the target exposed in its scrape."
+)
 
 // converted is the result of turning a scrape into a push body.
 type converted struct {
@@ -88,7 +91,7 @@ func convert(env *envelope.Envelope, body []byte, groupLabels []string, out *byt
 	kept = append(kept,
 		gauge(metricUp, upHelp, up),
 		gauge(metricDuration, "Duration of the scrape of the target, as the poller measured it.", env.ScrapeDuration.Seconds()),
-		gauge(metricSamples, "Samples the target exposed in its scrape.", float64(samples)),
+		gauge(metricSamples, samplesHelp, float64(samples)),
 	)
 	enc := expfmt.NewEncoder(out, pushFormat)
 	for _, mf := range kept {

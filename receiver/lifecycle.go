@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/choria-io/prometheus-streams/envelope"
@@ -36,8 +37,52 @@ func (r *Receiver) lifecycle(ctx context.Context) {
 		if r.opts.DeleteAfter > 0 {
 			deleteBefore = now.Add(-r.opts.DeleteAfter)
 		}
-		r.sched.reap(now.Add(-r.opts.DownAfter), deleteBefore)
-		r.sched.forget()
+		downBefore := now.Add(-r.opts.DownAfter)
+		if r.sched.due(downBefore, deleteBefore) {
+			// Before acting, learn whether someone else (another receiver
+			// on the same Pushgateway) pushed these groups meanwhile.
+			r.refresh(ctx)
+			r.sched.reap(downBefore, deleteBefore)
+		}
+		r.sched.forget(r.opts.DeleteAfter == 0)
+	}
+}
+
+// groupsTimeout bounds listing the Pushgateway's groups, which reads its
+// whole /metrics: longer than a push.
+const groupsTimeout = time.Minute
+
+// listGroups returns the groups in the Pushgateway that carry the marker
+// only the receiver adds, keyed as the scheduler keys them.
+func (r *Receiver) listGroups(ctx context.Context) (map[string]pushgateway.Group, error) {
+	lctx, cancel := context.WithTimeout(ctx, groupsTimeout)
+	defer cancel()
+	groups, err := r.push.Groups(lctx, metricSamples)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]pushgateway.Group, len(groups))
+	for _, g := range groups {
+		if key, ok := r.keyOf(g.Labels); ok {
+			out[key.Path()] = g
+		}
+	}
+	return out, nil
+}
+
+// refresh updates the push times of the groups from the Pushgateway.
+func (r *Receiver) refresh(ctx context.Context) {
+	groups, err := r.listGroups(ctx)
+	if err != nil {
+		r.log.Debug("cannot list the Pushgateway's groups before marking groups down", "err", err)
+		return
+	}
+	for id, g := range groups {
+		// A marker of 0 is a mark-down (ours or another receiver's) or a
+		// failed scrape: not a sign that the target is alive.
+		if g.Marker > 0 {
+			r.sched.touch(id, g.PushTime)
+		}
 	}
 }
 
@@ -47,23 +92,16 @@ func (r *Receiver) lifecycle(ctx context.Context) {
 // best effort: with the Pushgateway unreachable, only groups pushed from
 // now on are watched.
 func (r *Receiver) seed(ctx context.Context) {
-	sctx, cancel := context.WithTimeout(ctx, r.opts.PushTimeout)
-	defer cancel()
-	groups, err := r.push.Groups(sctx, metricSamples)
+	groups, err := r.listGroups(ctx)
 	if err != nil {
 		r.log.Warn("cannot list the Pushgateway's groups; groups pushed before this start will not be marked down or deleted", "err", err)
 		return
 	}
-	n := 0
-	for _, g := range groups {
-		key, ok := r.keyOf(g.Labels)
-		if !ok {
-			continue
-		}
-		r.sched.seed(key.Path(), key, g.PushTime)
-		n++
+	for id, g := range groups {
+		key, _ := r.keyOf(g.Labels)
+		r.sched.seed(id, key, g.PushTime)
 	}
-	r.log.Info("watching the groups found in the Pushgateway", "groups", n)
+	r.log.Info("watching the groups found in the Pushgateway", "groups", len(groups))
 }
 
 // keyOf turns a group's labels back into a grouping key of this receiver's
@@ -109,16 +147,34 @@ func (w *worker) control(ctx context.Context, g *group, it *item) {
 			r.log.Info("no scrape of the group arrived for delete_after; deleted it", "group", g.key, "delete_after", r.opts.DeleteAfter)
 		}
 	}
-	if err != nil {
-		r.log.Warn("could not update a silent group; trying again later", "group", g.key, "err", err)
-	}
 	r.sched.finish(g, err == nil)
+	if err == nil {
+		return
+	}
+	if !pushgateway.Retryable(err) {
+		// Refused for good (401, 403, 400...): retrying every tick would
+		// change nothing. Stop watching; a new scrape starts it afresh.
+		r.sched.remove(g)
+	}
+	logged := false
+	r.controlFailLog.Do(func() {
+		logged = true
+		r.log.Warn("could not update a silent group (further failures are logged at debug level for a minute)", "group", g.key, "err", err)
+	})
+	if !logged {
+		r.log.Debug("could not update a silent group", "group", g.key, "err", err)
+	}
 }
 
-// downBody is a push body that says only that the target is down.
+// downBody is a push body that says only that the target is down, with
+// scrape_samples_scraped 0 so the group still carries the marker a
+// restarted receiver finds its groups by.
 func downBody(out *bytes.Buffer) error {
-	if err := expfmt.NewEncoder(out, pushFormat).Encode(gauge(metricUp, upHelp, 0)); err != nil {
-		return fmt.Errorf("encode up 0: %w", err)
+	enc := expfmt.NewEncoder(out, pushFormat)
+	for _, mf := range []*dto.MetricFamily{gauge(metricUp, upHelp, 0), gauge(metricSamples, samplesHelp, 0)} {
+		if err := enc.Encode(mf); err != nil {
+			return fmt.Errorf("encode the down body: %w", err)
+		}
 	}
 	return nil
 }

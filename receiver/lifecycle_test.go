@@ -27,8 +27,10 @@ func TestSilentGroupsAreMarkedDownThenDeleted(t *testing.T) {
 	e.publish(t, scrape(t, "node", "gone", time.Now(), testenv.TextContentType, []byte("node_thing 5\n")))
 	e.waitGateway(t, "node_thing", labels, 5)
 
-	// Nothing more arrives: the group turns into up 0, its old series gone.
+	// Nothing more arrives: the group turns into up 0, its old series gone,
+	// still carrying the marker a restarted receiver finds it by.
 	e.waitGateway(t, "up", labels, 0)
+	e.waitGateway(t, "scrape_samples_scraped", labels, 0)
 	if e.gatewayHas("node_thing", labels) {
 		t.Fatal("the silent group still shows its last values after being marked down")
 	}

@@ -71,6 +71,9 @@ type Receiver struct {
 	pushFailLog rate.Sometimes
 	// conflictLog rate-limits publisher conflicts, which repeat every scrape.
 	conflictLog rate.Sometimes
+	// controlFailLog rate-limits failed mark-downs and deletes, which every
+	// silent group repeats every lifecycle tick while the Pushgateway is away.
+	controlFailLog rate.Sometimes
 }
 
 // New validates opts and registers the receiver's metrics on reg.
@@ -112,17 +115,18 @@ func New(opts Options, sub stream.Subscriber, push *pushgateway.Client, logger *
 		groupLabels = append(groupLabels, opts.PublisherLabelName)
 	}
 	return &Receiver{
-		groupLabels: groupLabels,
-		opts:        opts,
-		sub:         sub,
-		push:        push,
-		log:         logger.With("component", "receiver"),
-		metrics:     m,
-		sched:       sched,
-		now:         time.Now,
-		logEvery:    map[string]*rate.Sometimes{},
-		pushFailLog: rate.Sometimes{Interval: time.Minute},
-		conflictLog: rate.Sometimes{Interval: time.Minute},
+		groupLabels:    groupLabels,
+		opts:           opts,
+		sub:            sub,
+		push:           push,
+		log:            logger.With("component", "receiver"),
+		metrics:        m,
+		sched:          sched,
+		now:            time.Now,
+		logEvery:       map[string]*rate.Sometimes{},
+		pushFailLog:    rate.Sometimes{Interval: time.Minute},
+		conflictLog:    rate.Sometimes{Interval: time.Minute},
+		controlFailLog: rate.Sometimes{Interval: time.Minute},
 	}, nil
 }
 
@@ -197,8 +201,10 @@ func (r *Receiver) handle(m stream.Message) {
 	}
 }
 
-// allowed applies the publishers allow-list, so that one compromised DC
-// cannot overwrite another's groups.
+// allowed applies the publishers allow-list: it keeps unknown publishers
+// and jobs out of the Pushgateway. It trusts the publisher the envelope
+// names; NATS cannot bind that field to a connection's credentials, so a
+// DC that can publish at all can still claim another DC's identity.
 func (r *Receiver) allowed(env *envelope.Envelope) (reason string, err error) {
 	if r.opts.Publishers == nil {
 		return "", nil

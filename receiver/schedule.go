@@ -80,12 +80,16 @@ func (s *scheduler) offer(id string, key pushgateway.GroupingKey, it *item) (sup
 		s.groups[id] = g
 	}
 	start := it.start()
+	if !g.lastPushed.IsZero() && !start.After(g.lastPushed) {
+		return []*item{it}
+	}
 	if g.pending != nil && g.pending.control != controlNone {
-		g.pending = nil // a scrape arrived: the group is alive after all
+		// A scrape newer than the last push arrived: the group is alive
+		// after all, and the queued action gives way to it (the group
+		// stays queued, now with the scrape).
+		g.pending = nil
 	}
 	switch {
-	case !g.lastPushed.IsZero() && !start.After(g.lastPushed):
-		return []*item{it}
 	case g.active != nil && start.Equal(g.active.start()):
 		// A redelivery of the scrape being pushed: ack it with that push.
 		g.active.msgs = append(g.active.msgs, it.msgs...)
@@ -128,6 +132,10 @@ func (s *scheduler) next(ctx context.Context) (*group, *item) {
 			s.ready[0] = nil
 			s.ready = s.ready[1:]
 			g.queued = false
+			if g.pending == nil {
+				s.mu.Unlock()
+				continue // nothing left to do for it
+			}
 			g.active, g.pending = g.pending, nil
 			if len(s.ready) > 0 {
 				select {
@@ -215,6 +223,43 @@ func (s *scheduler) seed(id string, key pushgateway.GroupingKey, pushedAt time.T
 	}
 }
 
+// touch records that group id was pushed at pushedAt (by anyone, as the
+// Pushgateway reports it), so a group another receiver keeps pushing is
+// not marked down or deleted by this one.
+func (s *scheduler) touch(id string, pushedAt time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g := s.groups[id]; g != nil && pushedAt.After(g.pushedAt) {
+		g.pushedAt = pushedAt
+		g.markedDown = false
+	}
+}
+
+// due reports whether reap with the same arguments would act on a group.
+func (s *scheduler) due(downBefore, deleteBefore time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, g := range s.groups {
+		if g.active != nil || g.pending != nil || g.pushedAt.IsZero() {
+			continue
+		}
+		if (!deleteBefore.IsZero() && g.pushedAt.Before(deleteBefore)) || (!g.markedDown && g.pushedAt.Before(downBefore)) {
+			return true
+		}
+	}
+	return false
+}
+
+// remove stops watching g (an action on it was refused for good); a
+// scrape arriving later starts it afresh.
+func (s *scheduler) remove(g *group) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.groups[g.id] == g && g.active == nil && g.pending == nil {
+		delete(s.groups, g.id)
+	}
+}
+
 // swapPublisher records the publisher of a scrape of group id and returns
 // the previous one ("" for a new group).
 func (s *scheduler) swapPublisher(id, publisher string) (previous string) {
@@ -230,13 +275,18 @@ func (s *scheduler) swapPublisher(id, publisher string) (previous string) {
 
 // forget drops groups that have nothing to push and never pushed anything
 // (every scrape of theirs was refused, stale or superseded): nothing of
-// theirs is in the Pushgateway to mark down or delete. Groups that did push
-// stay until reap deletes them.
-func (s *scheduler) forget() {
+// theirs is in the Pushgateway to mark down or delete. With keepDown (no
+// deletes configured) it also drops groups already marked down: there is
+// nothing more to do for them, and the map stays bounded by the live
+// groups. Other groups stay until reap deletes them.
+func (s *scheduler) forget(keepDown bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, g := range s.groups {
-		if g.active == nil && g.pending == nil && g.pushedAt.IsZero() {
+		if g.active != nil || g.pending != nil {
+			continue
+		}
+		if g.pushedAt.IsZero() || (keepDown && g.markedDown) {
 			delete(s.groups, id)
 		}
 	}

@@ -121,7 +121,7 @@ func TestSchedulerForgetsGroupsThatNeverPushed(t *testing.T) {
 	g, _ = s.next(ctx)
 	s.finish(g, true)
 	s.offer("busy", pushgateway.GroupingKey{Job: "busy"}, newItem("b", t0))
-	s.forget()
+	s.forget(false)
 	if s.size() != 2 {
 		t.Fatalf("after forget: %d groups, want 2 (the pushed one and the one with a scrape waiting)", s.size())
 	}
@@ -175,4 +175,26 @@ func TestSchedulerMarksDownThenDeletesSilentGroups(t *testing.T) {
 	if s.size() != 0 {
 		t.Fatalf("%d groups after the delete, want 0", s.size())
 	}
+}
+
+func TestSchedulerOldScrapeDoesNotCancelAQueuedAction(t *testing.T) {
+	// A redelivered old scrape arriving while a mark-down is queued is
+	// superseded; the mark-down still runs (and next never hands out a
+	// group with nothing to do).
+	s := newScheduler()
+	t0 := time.Unix(1000, 0)
+	ctx := context.Background()
+	key := pushgateway.GroupingKey{Job: "j"}
+	s.offer("g", key, newItem("m1", t0))
+	g, _ := s.next(ctx)
+	s.finish(g, true)
+	s.reap(s.now().Add(time.Hour), time.Time{})
+	if got := ids(s.offer("g", key, newItem("old", t0))); len(got) != 1 {
+		t.Fatalf("the old scrape was not superseded: %v", got)
+	}
+	g, it := s.next(ctx)
+	if it == nil || it.control != controlMarkDown {
+		t.Fatalf("next returned %v, want the queued mark-down", it)
+	}
+	s.finish(g, true)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/url"
 	"slices"
 	"text/tabwriter"
 
@@ -52,7 +53,7 @@ func newCheckConfigCmd(g *globalFlags) *cobra.Command {
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "JOB\tINSTANCE\tURL")
 				for _, t := range cfg.Targets() {
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Job, t.Name, t.URL)
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Job, t.Name, redact(t.URL))
 				}
 				if err := tw.Flush(); err != nil {
 					return err
@@ -60,11 +61,21 @@ func newCheckConfigCmd(g *globalFlags) *cobra.Command {
 			}
 			if slices.Contains(want, config.RoleReceiver) {
 				fmt.Fprintf(out, "receiver: client_id (durable) %s, push_gateway %s, publisher_label %v, max_age %s\n",
-					cfg.ClientID(config.RoleReceiver), cfg.PushGateway.URL, cfg.PushGateway.PublisherLabel, cfg.MaxAge)
+					cfg.ClientID(config.RoleReceiver), redact(cfg.PushGateway.URL), cfg.PushGateway.PublisherLabel, cfg.MaxAge)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringSliceVar(&roles, "role", nil, "validate for these roles (poller, receiver)")
 	return cmd
+}
+
+// redact hides a password in a URL's user info, so check-config output can
+// be pasted into a ticket.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return u.Redacted()
 }

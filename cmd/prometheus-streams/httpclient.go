@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	commoncfg "github.com/prometheus/common/config"
 
@@ -37,13 +36,14 @@ func scrapeClients(targets []config.Target) (map[string]*http.Client, error) {
 }
 
 // pushgatewayHTTPClient builds the Pushgateway's client from push_gateway's
-// HTTP client settings; push_gateway.timeout bounds each request.
+// HTTP client settings. It sets no overall timeout: the receiver bounds
+// each push with push_gateway.timeout through its context, and listing the
+// Pushgateway's groups (its whole /metrics) needs longer.
 func pushgatewayHTTPClient(pg *config.PushGatewayConfig) (*http.Client, error) {
 	c, err := commoncfg.NewClientFromConfig(pg.HTTPClientConfig, "pushgateway")
 	if err != nil {
 		return nil, fmt.Errorf("push_gateway: %w", err)
 	}
-	c.Timeout = time.Duration(pg.Timeout)
 	return c, nil
 }
 

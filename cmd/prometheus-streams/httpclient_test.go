@@ -141,16 +141,8 @@ jobs:
 	}
 }
 
-func TestPushgatewayHTTPClientKeepsTimeout(t *testing.T) {
+func TestPushgatewayHTTPClientErrorsNameTheSection(t *testing.T) {
 	pg := config.DefaultPushGatewayConfig
-	pg.Timeout = config.Duration(3 * time.Second)
-	c, err := pushgatewayHTTPClient(&pg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Timeout != 3*time.Second {
-		t.Fatalf("client timeout %v, want push_gateway.timeout 3s", c.Timeout)
-	}
 	pg.HTTPClientConfig.TLSConfig.CAFile = filepath.Join(t.TempDir(), "missing.pem")
 	if _, err := pushgatewayHTTPClient(&pg); err == nil || !strings.Contains(err.Error(), "push_gateway") {
 		t.Fatalf("a missing ca_file: %v, want an error naming push_gateway", err)

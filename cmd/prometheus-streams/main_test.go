@@ -194,3 +194,15 @@ jobs:
 		t.Errorf("pid file left behind: %v", err)
 	}
 }
+
+func TestCheckConfigHidesPasswordsInURLs(t *testing.T) {
+	file := writeFile(t, "poller_stream: {cluster_id: c, urls: nats://x:4222, topic: t}\n"+
+		"jobs:\n  app:\n    targets:\n      - name: a\n        url: http://user:s3cret@app:9100/metrics\n")
+	code, out, errOut := runCmd(t, "check-config", "--config", file)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if strings.Contains(out, "s3cret") || !strings.Contains(out, "http://user:xxxxx@app:9100/metrics") {
+		t.Fatalf("check-config printed %q", out)
+	}
+}
