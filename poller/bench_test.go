@@ -40,7 +40,7 @@ func BenchmarkScrapeOnce(b *testing.B) {
 	b.SetBytes(int64(len(sample)))
 	b.ReportAllocs()
 	for b.Loop() {
-		compressed = p.scrapeOnce(ctx, target, p.log, &body, compressed, &failed)
+		compressed = p.scrapeOnce(ctx, target, p.log, &body, body.Len(), compressed, &failed)
 	}
 	if failed {
 		b.Fatal("the scrape failed")

@@ -145,8 +145,10 @@ func (p *Poller) runTarget(ctx context.Context, t config.Target) {
 	var body bytes.Buffer
 	var compressed []byte
 	lastFailed := false
+	lastSize := 0
 	for {
-		compressed = p.scrapeOnce(ctx, t, log, &body, compressed, &lastFailed)
+		compressed = p.scrapeOnce(ctx, t, log, &body, lastSize, compressed, &lastFailed)
+		lastSize = body.Len()
 		// A target that served a huge body (up to body_size_limit, or
 		// more and refused) must not pin that much memory until the next
 		// scrape: every target keeps its own buffers.
@@ -166,10 +168,10 @@ func (p *Poller) runTarget(ctx context.Context, t config.Target) {
 
 // scrapeOnce scrapes t, puts the resulting message in the outbox and returns
 // the compression buffer for reuse.
-func (p *Poller) scrapeOnce(ctx context.Context, t config.Target, log *slog.Logger, body *bytes.Buffer, compressed []byte, lastFailed *bool) []byte {
+func (p *Poller) scrapeOnce(ctx context.Context, t config.Target, log *slog.Logger, body *bytes.Buffer, sizeHint int, compressed []byte, lastFailed *bool) []byte {
 	start := p.now()
 	sctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
-	contentType, err := p.scraper.scrape(sctx, t.Job, t.URL, body)
+	contentType, err := p.scraper.scrape(sctx, t.Job, t.URL, body, sizeHint)
 	cancel()
 	if ctx.Err() != nil {
 		return compressed // shutting down: a cancelled scrape is not a failed target

@@ -46,11 +46,12 @@ type scraper struct {
 }
 
 // scrape GETs url with job's client into buf (reset first) and returns the
-// response's Content-Type. It asks for gzip and inflates the body itself,
+// response's Content-Type. sizeHint is the size of the target's previous
+// body, to size buf when the response does not say. It asks for gzip and inflates the body itself,
 // as Prometheus does, because prometheus/common's transports leave
 // compression to the caller; body_size_limit applies to the inflated
 // body. The error is a *scrapeError.
-func (s *scraper) scrape(ctx context.Context, job, url string, buf *bytes.Buffer) (string, error) {
+func (s *scraper) scrape(ctx context.Context, job, url string, buf *bytes.Buffer, sizeHint int) (string, error) {
 	buf.Reset()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -78,6 +79,7 @@ func (s *scraper) scrape(ctx context.Context, job, url string, buf *bytes.Buffer
 		return "", &scrapeError{reasonHTTPStatus, fmt.Errorf("server returned HTTP status %s", resp.Status)}
 	}
 	var body io.Reader = resp.Body
+	tooLarge := &scrapeError{reasonBodyTooLarge, fmt.Errorf("body exceeds the limit of %d bytes (body_size_limit)", s.bodyLimit)}
 	if enc := resp.Header.Get("Content-Encoding"); strings.EqualFold(enc, "gzip") || strings.EqualFold(enc, "x-gzip") {
 		zr, err := s.gzipReader(resp.Body)
 		if err != nil {
@@ -85,13 +87,24 @@ func (s *scraper) scrape(ctx context.Context, job, url string, buf *bytes.Buffer
 		}
 		defer s.gzip.Put(zr)
 		body = zr
+	} else if resp.ContentLength > s.bodyLimit {
+		return "", tooLarge // said up front: not worth reading
+	} else if resp.ContentLength > 0 {
+		// One allocation of the right size instead of doubling up to
+		// twice the body, which matters for bodies near the limit.
+		buf.Grow(int(resp.ContentLength) + bytes.MinRead)
+	}
+	if resp.ContentLength <= 0 && sizeHint > 0 {
+		// Unknown length: start from what this target sent last time
+		// (exporters' sizes are stable), as Prometheus sizes its buffers.
+		buf.Grow(int(min(int64(sizeHint), s.bodyLimit+1)) + bytes.MinRead)
 	}
 	n, err := buf.ReadFrom(io.LimitReader(body, s.bodyLimit+1))
 	if err != nil {
 		return "", classify(fmt.Errorf("read body: %w", err), reasonRead)
 	}
 	if n > s.bodyLimit {
-		return "", &scrapeError{reasonBodyTooLarge, fmt.Errorf("body exceeds the limit of %d bytes (body_size_limit)", s.bodyLimit)}
+		return "", tooLarge
 	}
 	return resp.Header.Get("Content-Type"), nil
 }
