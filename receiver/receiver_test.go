@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,6 +54,12 @@ func startGateway(t *testing.T, listen string) *embedded.Pushgateway {
 // newEnv starts everything; gatewayURL "" starts an embedded Pushgateway.
 func newEnv(t *testing.T, opts Options, gatewayURL string) *env {
 	t.Helper()
+	return newEnvWithLogger(t, opts, gatewayURL, nil)
+}
+
+// newEnvWithLogger is newEnv with the receiver logging to logger.
+func newEnvWithLogger(t *testing.T, opts Options, gatewayURL string, logger *slog.Logger) *env {
+	t.Helper()
 	s := testenv.Streaming(t, embedded.StreamingOptions{})
 	e := &env{nats: s, gateway: gatewayURL}
 	if e.gateway == "" {
@@ -78,7 +86,7 @@ func newEnv(t *testing.T, opts Options, gatewayURL string) *env {
 		opts.MaxAge = time.Minute
 	}
 	opts.RetryMin, opts.RetryMax = 10*time.Millisecond, 50*time.Millisecond
-	e.receiver, err = New(opts, sub, client, nil, prometheus.NewRegistry())
+	e.receiver, err = New(opts, sub, client, logger, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,4 +377,19 @@ func republish(t *testing.T, msg []byte, publisher string) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+func TestHostileInputDoesNotFloodTheLog(t *testing.T) {
+	var logs testenv.SyncBuffer
+	e := newEnvWithLogger(t, Options{}, "", slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	const n = 50
+	for range n {
+		e.publish(t, []byte("garbage that is not an envelope"))
+	}
+	testenv.WaitFor(t, "every bad message dropped", 5*time.Second, func() bool {
+		return testutil.ToFloat64(e.receiver.metrics.dropped.WithLabelValues("bad_magic")) == n
+	})
+	if lines := strings.Count(logs.String(), "message dropped"); lines != 1 {
+		t.Fatalf("%d log lines for %d bad messages of one reason, want 1 a minute:\n%s", lines, n, logs.String())
+	}
 }

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,27 +18,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// syncBuffer is written by the command while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errOut syncBuffer
+	var out, errOut testenv.SyncBuffer
 	code = run(context.Background(), args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
@@ -99,7 +79,7 @@ func TestCommandLine(t *testing.T) {
 
 func TestDemoRunsThePipelineAndStopsCleanly(t *testing.T) {
 	exporter := testenv.Exporter(t, testenv.Sample(t, "node_exporter.prom"), testenv.TextContentType)
-	var out, errOut syncBuffer
+	var out, errOut testenv.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
@@ -160,10 +140,12 @@ jobs:
 
 	ctx, cancel := context.WithCancel(context.Background())
 	codes := make(chan int, 2)
-	var errOut syncBuffer
-	go func() { codes <- run(ctx, []string{"--config", file, "--pid", pid, "poller"}, &syncBuffer{}, &errOut) }()
+	var errOut testenv.SyncBuffer
 	go func() {
-		codes <- run(ctx, []string{"receiver", "--config", file, "--log-format", "json"}, &syncBuffer{}, &errOut)
+		codes <- run(ctx, []string{"--config", file, "--pid", pid, "poller"}, &testenv.SyncBuffer{}, &errOut)
+	}()
+	go func() {
+		codes <- run(ctx, []string{"receiver", "--config", file, "--log-format", "json"}, &testenv.SyncBuffer{}, &errOut)
 	}()
 	testenv.WaitFor(t, "answer{job=app,instance=app1,publisher=dc9} in the Pushgateway", 15*time.Second, func() bool {
 		fams, err := testenv.Families(gw.URL() + "/metrics")
