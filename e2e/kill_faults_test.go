@@ -17,15 +17,14 @@ import (
 	"testing"
 	"time"
 
-	prom "github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/choria-io/prometheus-streams/embedded"
 	"github.com/choria-io/prometheus-streams/envelope"
+	"github.com/choria-io/prometheus-streams/internal/channeltest"
 	"github.com/choria-io/prometheus-streams/internal/testenv"
-	"github.com/choria-io/prometheus-streams/stream"
 )
 
 // maxPeakRSS bounds each daemon's peak resident set (VmHWM).
@@ -241,42 +240,27 @@ type channelObserver struct {
 func observeChannel(t *testing.T, s *embedded.Streaming) *channelObserver {
 	t.Helper()
 	o := &channelObserver{}
-	sub, err := stream.NewSTANSubscriber(stream.STANOptions{
-		URLs: []string{s.URL()}, ClusterID: s.ClusterID(), ClientID: "e2e-observer", Channel: "prometheus",
-		BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
-	}, nil, prom.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.Run(t, func(ctx context.Context) error {
-		return sub.Subscribe(ctx, func(m stream.Message) {
-			defer func() { _ = m.Ack() }()
-			env, err := envelope.Decode(bytes.Clone(m.Data()))
-			if err != nil {
-				t.Errorf("undecodable message on the channel: %v", err)
-				return
-			}
-			o.mu.Lock()
-			defer o.mu.Unlock()
-			o.all++
-			if env.Job != "node" || env.Outcome != envelope.OutcomeSuccess {
-				return
-			}
-			o.node++
-			body, err := env.Body(nil, 1<<20)
-			if err != nil {
-				t.Errorf("node scrape body: %v", err)
-				return
-			}
-			fams, err := parseText(body)
-			if err != nil {
-				t.Errorf("node scrape body: %v", err)
-				return
-			}
-			if v, ok := testenv.Value(fams, "e2e_scrapes_total", nil); ok {
-				o.newest = max(o.newest, v)
-			}
-		})
+	channeltest.Observe(t, s, "prometheus", "e2e-observer", func(env *envelope.Envelope) {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		o.all++
+		if env.Job != "node" || env.Outcome != envelope.OutcomeSuccess {
+			return
+		}
+		o.node++
+		body, err := env.Body(nil, 1<<20)
+		if err != nil {
+			t.Errorf("node scrape body: %v", err)
+			return
+		}
+		fams, err := parseText(body)
+		if err != nil {
+			t.Errorf("node scrape body: %v", err)
+			return
+		}
+		if v, ok := testenv.Value(fams, "e2e_scrapes_total", nil); ok {
+			o.newest = max(o.newest, v)
+		}
 	})
 	return o
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/choria-io/prometheus-streams/config"
 	"github.com/choria-io/prometheus-streams/embedded"
 	"github.com/choria-io/prometheus-streams/envelope"
+	"github.com/choria-io/prometheus-streams/internal/channeltest"
 	"github.com/choria-io/prometheus-streams/internal/testenv"
 	"github.com/choria-io/prometheus-streams/stream"
 )
@@ -57,22 +58,10 @@ func newHarness(t *testing.T, s *embedded.Streaming) *harness {
 // subscribe starts recording the envelopes published on the channel.
 func (h *harness) subscribe(t *testing.T) {
 	t.Helper()
-	sub, err := stream.NewSTANSubscriber(streamOptions(h.nats.URL(), h.nats.ClusterID(), "observer"), nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.Run(t, func(ctx context.Context) error {
-		return sub.Subscribe(ctx, func(m stream.Message) {
-			env, err := envelope.Decode(bytes.Clone(m.Data()))
-			if err != nil {
-				t.Errorf("poller published an undecodable message: %v", err)
-				return
-			}
-			h.mu.Lock()
-			h.got = append(h.got, env)
-			h.mu.Unlock()
-			_ = m.Ack()
-		})
+	channeltest.Observe(t, h.nats, "prometheus", "observer", func(env *envelope.Envelope) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.got = append(h.got, env)
 	})
 }
 

@@ -1,7 +1,6 @@
 package receiver
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -24,6 +23,7 @@ import (
 	"github.com/choria-io/prometheus-streams/config"
 	"github.com/choria-io/prometheus-streams/embedded"
 	"github.com/choria-io/prometheus-streams/envelope"
+	"github.com/choria-io/prometheus-streams/internal/channeltest"
 	"github.com/choria-io/prometheus-streams/internal/testenv"
 	"github.com/choria-io/prometheus-streams/poller"
 	"github.com/choria-io/prometheus-streams/pushgateway"
@@ -476,33 +476,21 @@ type faultObserved struct {
 func observeFaults(t *testing.T, s *embedded.Streaming) *faultObserver {
 	t.Helper()
 	o := &faultObserver{newest: map[string]faultObserved{}}
-	sub, err := stream.NewSTANSubscriber(faultStreamOptions(s, "observer"), nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.Run(t, func(ctx context.Context) error {
-		return sub.Subscribe(ctx, func(m stream.Message) {
-			defer func() { _ = m.Ack() }()
-			env, err := envelope.Decode(bytes.Clone(m.Data()))
-			if err != nil {
-				t.Errorf("undecodable message on the channel: %v", err)
-				return
-			}
-			body, err := env.Body(nil, 1<<20)
-			if err != nil || env.Outcome != envelope.OutcomeSuccess {
-				return
-			}
-			v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(string(body), "seq ")), 64)
-			if err != nil {
-				return
-			}
-			o.mu.Lock()
-			defer o.mu.Unlock()
-			o.count++
-			if v > o.newest[env.Instance].seq {
-				o.newest[env.Instance] = faultObserved{seq: v, start: env.ScrapeStart}
-			}
-		})
+	channeltest.Observe(t, s, "prometheus", "observer", func(env *envelope.Envelope) {
+		body, err := env.Body(nil, 1<<20)
+		if err != nil || env.Outcome != envelope.OutcomeSuccess {
+			return
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(string(body), "seq ")), 64)
+		if err != nil {
+			return
+		}
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		o.count++
+		if v > o.newest[env.Instance].seq {
+			o.newest[env.Instance] = faultObserved{seq: v, start: env.ScrapeStart}
+		}
 	})
 	return o
 }
