@@ -100,7 +100,7 @@ func runDemo(cmd *cobra.Command, g *globalFlags, f *demoFlags) error {
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "prometheus-streams demo\n")
 	fmt.Fprintf(out, "  NATS Streaming  %s  cluster %s, channel prometheus (memory store)\n", nats.URL(), nats.ClusterID())
-	fmt.Fprintf(out, "  Pushgateway     %s  open it to see the groups; %s/metrics is what Prometheus scrapes\n", pgw.URL(), pgw.URL())
+	fmt.Fprintf(out, "  Pushgateway     %s  its %s/metrics shows the pushed groups, as Prometheus scrapes them\n", pgw.URL(), pgw.URL())
 	fmt.Fprintf(out, "  own metrics     http://%s/metrics\n", mon.Addr())
 	for _, t := range cfg.Targets() {
 		fmt.Fprintf(out, "  scraping        job=%s instance=%s  %s  every %s\n", t.Job, t.Name, t.URL, f.interval)
