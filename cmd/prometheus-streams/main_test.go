@@ -188,3 +188,19 @@ func TestCheckConfigHidesPasswordsInURLs(t *testing.T) {
 		t.Fatalf("check-config printed %q", out)
 	}
 }
+
+// TestREADMEExampleIsValid keeps the README's minimal file true.
+func TestREADMEExampleIsValid(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)A minimal file[^\n]*\n\n```yaml\n(.*?)```").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("the README's minimal file example is gone")
+	}
+	code, out, errOut := runCmd(t, "check-config", "--config", writeFile(t, string(m[1])))
+	if code != 0 || !strings.Contains(out, "valid for [poller receiver]") {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+}
