@@ -1,78 +1,20 @@
 package config
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
+
+	"github.com/choria-io/prometheus-streams/internal/testenv"
 )
-
-// writePEM writes one PEM block to path, creating its directory.
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// newKey returns a fresh key and its PKCS#8 encoding.
-func newKey(t *testing.T) (*ecdsa.PrivateKey, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key, der
-}
 
 // puppetSSLDir builds a throwaway CA and a client certificate for identity
 // in Puppet's layout under a temporary ssl_dir, and returns the directory.
 func puppetSSLDir(t *testing.T, identity string) string {
 	t.Helper()
 	dir := t.TempDir()
-	caKey, _ := newKey(t)
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "test ca"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafKey, leafKeyDER := newKey(t)
-	leafTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: identity},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, caTmpl, &leafKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writePEM(t, filepath.Join(dir, "certs", "ca.pem"), "CERTIFICATE", caDER)
-	writePEM(t, filepath.Join(dir, "certs", identity+".pem"), "CERTIFICATE", leafDER)
-	writePEM(t, filepath.Join(dir, "private_keys", identity+".pem"), "PRIVATE KEY", leafKeyDER)
+	ca := testenv.NewCA(t, "test ca")
+	ca.WritePuppet(t, dir, identity, ca.Issue(t, testenv.CertOptions{CommonName: identity, Client: true}))
 	return dir
 }
 
@@ -82,9 +24,7 @@ func TestTLSClientConfig(t *testing.T) {
 	ca := filepath.Join(dir, "certs", "ca.pem")
 	cert := filepath.Join(dir, "certs", id+".pem")
 	key := filepath.Join(dir, "private_keys", id+".pem")
-	_, otherKeyDER := newKey(t)
-	otherKey := filepath.Join(dir, "other.pem")
-	writePEM(t, otherKey, "PRIVATE KEY", otherKeyDER)
+	otherKey := testenv.WriteFile(t, filepath.Join(dir, "other.pem"), testenv.SelfSigned(t, testenv.CertOptions{CommonName: "other"}).KeyPEM)
 	notPEM := filepath.Join(dir, "not.pem")
 	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
 		t.Fatal(err)

@@ -1,22 +1,12 @@
 package stream
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"log/slog"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -40,25 +30,6 @@ const (
 	tlsHint          = "TLS handshake failed (check tls ca, cert and key used by poller_stream)"
 	unknownAuthority = "x509: certificate signed by unknown authority"
 )
-
-// syncBuffer collects log output written by the connection's goroutine
-// while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // roundTrip connects a publisher and a subscriber with the options mod
 // makes and checks that a message gets through.
@@ -91,7 +62,7 @@ func roundTrip(t *testing.T, s *embedded.Streaming, mod func(*STANOptions)) {
 // and that nothing connected.
 func connectFailure(t *testing.T, s *embedded.Streaming, subscriber bool, mod func(*STANOptions)) string {
 	t.Helper()
-	buf := &syncBuffer{}
+	buf := &testenv.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts := options(s, "client")
 	mod(&opts)
@@ -315,104 +286,25 @@ func TestCredentialsFile(t *testing.T) {
 	})
 }
 
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue signs a certificate for 127.0.0.1, usable by a server and by a
-// client, and returns it and its key as PEM.
-func (ca *testCA) issue(t *testing.T, name string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
-
-func writeFile(t *testing.T, path string, b []byte) string {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca, otherCA := newTestCA(t, "test CA"), newTestCA(t, "other CA")
-	serverCert, serverKey := ca.issue(t, "server")
-	pair, err := tls.X509KeyPair(serverCert, serverKey)
-	if err != nil {
-		t.Fatal(err)
+	ca, otherCA := testenv.NewCA(t, "test CA"), testenv.NewCA(t, "other CA")
+	// Certificates for 127.0.0.1, usable by a server and by a client.
+	issue := func(by *testenv.CA, name string) testenv.Cert {
+		return by.Issue(t, testenv.CertOptions{CommonName: name, IPAddresses: testenv.Loopback(), Server: true, Client: true})
 	}
-	clientCert, clientKey := ca.issue(t, "poller.example.net")
-	caFile := writeFile(t, filepath.Join(dir, "ca.pem"), ca.pem)
-	otherCAFile := writeFile(t, filepath.Join(dir, "other-ca.pem"), otherCA.pem)
-	certFile := writeFile(t, filepath.Join(dir, "client.pem"), clientCert)
-	keyFile := writeFile(t, filepath.Join(dir, "client-key.pem"), clientKey)
-	otherCert, otherKey := otherCA.issue(t, "intruder.example.net")
-	otherCertFile := writeFile(t, filepath.Join(dir, "intruder.pem"), otherCert)
-	otherKeyFile := writeFile(t, filepath.Join(dir, "intruder-key.pem"), otherKey)
+	pair := issue(ca, "server").TLS()
+	client := issue(ca, "poller.example.net")
+	caFile := ca.Write(t, dir, "ca.pem")
+	otherCAFile := otherCA.Write(t, dir, "other-ca.pem")
+	certFile, keyFile := client.Write(t, dir, "client.pem", "client-key.pem")
+	otherCertFile, otherKeyFile := issue(otherCA, "intruder.example.net").Write(t, dir, "intruder.pem", "intruder-key.pem")
 	// The puppet scheme's layout: ssl_dir/certs/ca.pem,
 	// ssl_dir/certs/<identity>.pem, ssl_dir/private_keys/<identity>.pem.
 	sslDir := filepath.Join(dir, "puppet")
-	writeFile(t, filepath.Join(sslDir, "certs", "ca.pem"), ca.pem)
-	writeFile(t, filepath.Join(sslDir, "certs", "poller.example.net.pem"), clientCert)
-	writeFile(t, filepath.Join(sslDir, "private_keys", "poller.example.net.pem"), clientKey)
+	ca.WritePuppet(t, sslDir, "poller.example.net", client)
 
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
+	pool := ca.Pool()
 	serverTLS := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
 	mutualTLS := &tls.Config{
 		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair},

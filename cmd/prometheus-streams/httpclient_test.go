@@ -2,22 +2,14 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
@@ -27,46 +19,13 @@ import (
 	"github.com/choria-io/prometheus-streams/internal/testenv"
 )
 
-// writeSelfSigned writes a certificate for 127.0.0.1 and its key to dir as
-// monitor.crt and monitor.key.
-func writeSelfSigned(t *testing.T, dir string) {
-	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "monitor"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, block := range map[string]*pem.Block{
-		"monitor.crt": {Type: "CERTIFICATE", Bytes: der},
-		"monitor.key": {Type: "EC PRIVATE KEY", Bytes: keyDER},
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 func TestSelfScrapeThroughMonitorWebConfig(t *testing.T) {
 	// monitor_web_config serves TLS with basic auth: the self-scrape target
 	// switches to https and the prometheus_streams job's settings get in.
 	dir := t.TempDir()
-	writeSelfSigned(t, dir)
+	// A certificate for 127.0.0.1 and its key, monitor.crt and monitor.key.
+	testenv.SelfSigned(t, testenv.CertOptions{CommonName: "monitor", IPAddresses: testenv.Loopback(), Server: true}).
+		Write(t, dir, "monitor.crt", "monitor.key")
 	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
