@@ -37,6 +37,12 @@ const (
 	LogFormatJSON = "json"
 )
 
+// Codecs accepted by compression: how the poller compresses scrape bodies.
+const (
+	CompressionSnappy = "snappy"
+	CompressionZstd   = "zstd"
+)
+
 // SelfScrapeJob is the job that monitor_port adds so the poller publishes
 // its own /metrics, as 1.0 did.
 const SelfScrapeJob = "prometheus_streams"
@@ -46,6 +52,7 @@ const SelfScrapeJob = "prometheus_streams"
 // after decoding, identity from the hostname.
 var DefaultConfig = Config{
 	LogFormat:      LogFormatText,
+	Compression:    CompressionSnappy,
 	ScrapeInterval: Duration(60 * time.Second),
 	BodySizeLimit:  16 << 20,
 }
@@ -84,6 +91,9 @@ type Config struct {
 	// BodySizeLimit caps a scrape body read by the poller and a body
 	// inflated by the receiver.
 	BodySizeLimit ByteSize `yaml:"body_size_limit"`
+	// Compression is the codec the poller compresses bodies with,
+	// CompressionSnappy or CompressionZstd. Receivers read both.
+	Compression string `yaml:"compression"`
 
 	PollerStream   *StreamConfig      `yaml:"poller_stream,omitempty"`
 	ReceiverStream *StreamConfig      `yaml:"receiver_stream,omitempty"`

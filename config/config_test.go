@@ -108,6 +108,8 @@ func TestDefaults(t *testing.T) {
 	}{
 		{"identity is the hostname", minimal, func(c *Config) any { return c.Identity }, host},
 		{"log_format", minimal, func(c *Config) any { return c.LogFormat }, "text"},
+		{"compression is snappy", minimal, func(c *Config) any { return c.Compression }, "snappy"},
+		{"compression zstd", "compression: zstd\n", func(c *Config) any { return c.Compression }, "zstd"},
 		{"logfile is stderr", minimal, func(c *Config) any { return c.LogFile }, ""},
 		{"scrape_interval", minimal, func(c *Config) any { return c.ScrapeInterval }, Duration(60 * time.Second)},
 		{"scrape_timeout capped at 10s", minimal, func(c *Config) any { return c.ScrapeTimeout }, Duration(10 * time.Second)},
@@ -244,6 +246,9 @@ func TestParseErrors(t *testing.T) {
 		{"wrong scalar type", "monitor_port: abc\n", "config.yaml:1: monitor_port: cannot unmarshal !!str `abc` into int"},
 		{"wrong bool", "verbose: maybe\n", "config.yaml:1: verbose: cannot unmarshal !!str `maybe` into bool"},
 		{"log_format", "log_format: xml\n", `config.yaml:1: log_format: must be "text" or "json", not "xml"`},
+		{"compression", "verbose: true\ncompression: gzip\n", `config.yaml:2: compression: must be "snappy" or "zstd", not "gzip"`},
+		{"compression empty", "compression: \"\"\n", `config.yaml:1: compression: must be "snappy" or "zstd", not ""`},
+		{"compression is case-sensitive", "compression: ZSTD\n", `config.yaml:1: compression: must be "snappy" or "zstd", not "ZSTD"`},
 		{"scrape_interval 0", "scrape_interval: 0\n", "config.yaml:1: scrape_interval: must be greater than 0"},
 		{"scrape_timeout 0", "scrape_timeout: 0s\n", "config.yaml:1: scrape_timeout: must be greater than 0"},
 		{"scrape_timeout too long", "scrape_interval: 10s\nscrape_timeout: 11s\n", "config.yaml:2: scrape_timeout: 11s must not exceed scrape_interval 10s"},

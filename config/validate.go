@@ -86,6 +86,9 @@ func (c *Config) checkGlobals(k *checker) {
 	if c.LogFormat != LogFormatText && c.LogFormat != LogFormatJSON {
 		k.errorf(keyPath{"log_format"}, "must be %q or %q, not %q", LogFormatText, LogFormatJSON, c.LogFormat)
 	}
+	if c.Compression != CompressionSnappy && c.Compression != CompressionZstd {
+		k.errorf(keyPath{"compression"}, "must be %q or %q, not %q", CompressionSnappy, CompressionZstd, c.Compression)
+	}
 	interval := time.Duration(c.ScrapeInterval)
 	if interval <= 0 {
 		k.errorf(keyPath{"scrape_interval"}, "must be greater than 0")

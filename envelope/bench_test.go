@@ -56,6 +56,30 @@ func BenchmarkBody(b *testing.B) {
 	}
 }
 
+func BenchmarkCompressZstd(b *testing.B) {
+	body := nodeExporter(b)
+	z := newZstd(b)
+	dst := z.Compress(nil, body)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		dst = z.Compress(dst, body)
+	}
+}
+
+func BenchmarkBodyZstd(b *testing.B) {
+	body := nodeExporter(b)
+	e := &Envelope{Codec: CodecZstd, Payload: newZstd(b).Compress(nil, body)}
+	dst := make([]byte, 0, len(body))
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Body(dst, len(body)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkLegacyBody is the 1.0 receiver's work per message, Decode (JSON
 // and base64) plus gunzip, for comparison with BenchmarkDecode + BenchmarkBody.
 func BenchmarkLegacyBody(b *testing.B) {
@@ -87,6 +111,11 @@ func TestSizes(t *testing.T) {
 	t.Logf("node exporter body:             %6d bytes", len(body))
 	t.Logf("snappy block:                   %6d bytes", len(e.Payload))
 	t.Logf("version 1 envelope (snappy):    %6d bytes (header %d)", len(msg), len(msg)-len(e.Payload))
+	ez := *e
+	ez.Codec, ez.Payload = CodecZstd, newZstd(t).Compress(nil, body)
+	msgZstd := mustAppend(t, &ez)
+	t.Logf("zstd frame (fastest):           %6d bytes", len(ez.Payload))
+	t.Logf("version 1 envelope (zstd):      %6d bytes (header %d)", len(msgZstd), len(msgZstd)-len(ez.Payload))
 	t.Logf("1.0 gzip body:                  %6d bytes (base64 %d)", len(gz), base64.StdEncoding.EncodedLen(len(gz)))
 	t.Logf("1.0 JSON message (gzip+base64): %6d bytes", len(legacy))
 	if len(msg) >= len(body) {

@@ -20,7 +20,9 @@ const maxSnappyRatio = 22
 // an empty body.
 //
 // For CodecSnappy the block's stated length is checked against limit before
-// anything is allocated (ErrBodyTooLarge). For CodecLegacyGzip the limit is
+// anything is allocated (ErrBodyTooLarge). For CodecZstd the frame header
+// must state the decoded size, which is checked the same way; a frame without
+// it is ErrCorruptBody. For CodecLegacyGzip the limit is
 // enforced while inflating. A body that does not decompress is
 // ErrCorruptBody; an unknown Codec is ErrUnknownCodec.
 func (e *Envelope) Body(dst []byte, limit int) ([]byte, error) {
@@ -31,6 +33,8 @@ func (e *Envelope) Body(dst []byte, limit int) ([]byte, error) {
 	switch e.Codec {
 	case CodecSnappy:
 		return unsnappy(dst, e.Payload, limit)
+	case CodecZstd:
+		return unzstd(dst, e.Payload, limit)
 	case CodecLegacyGzip:
 		return gunzip(dst, e.Payload, limit)
 	}

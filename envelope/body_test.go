@@ -38,7 +38,7 @@ func TestBody(t *testing.T) {
 		{"corrupt block", CodecSnappy, corrupt, 16 << 20, nil, ErrCorruptBody},
 		{"truncated block", CodecSnappy, block[:len(block)/2], 16 << 20, nil, ErrCorruptBody},
 		{"bad length header", CodecSnappy, []byte{0x80}, 16 << 20, nil, ErrCorruptBody},
-		{"unknown codec", 2, block, 16 << 20, nil, ErrUnknownCodec},
+		{"unknown codec", 3, block, 16 << 20, nil, ErrUnknownCodec},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -205,7 +205,7 @@ func (d *decoder) codec() (Codec, error) {
 	if err != nil {
 		return 0, err
 	}
-	if c := Codec(b); c == CodecSnappy {
+	if c := Codec(b); c == CodecSnappy || c == CodecZstd {
 		return c, nil
 	}
 	return 0, fmt.Errorf("envelope: codec: %w (%d)", ErrUnknownCodec, b)

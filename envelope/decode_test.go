@@ -59,7 +59,7 @@ func TestDecodeMalformed(t *testing.T) {
 		{"outcome 0", withRaw(func(r *raw) { r.outcome = 0 }), ErrUnknownOutcome},
 		{"outcome 3", withRaw(func(r *raw) { r.outcome = 3 }), ErrUnknownOutcome},
 		{"codec 0", withRaw(func(r *raw) { r.codec = 0 }), ErrUnknownCodec},
-		{"codec 2 (reserved for zstd)", withRaw(func(r *raw) { r.codec = 2 }), ErrUnknownCodec},
+		{"codec 3", withRaw(func(r *raw) { r.codec = 3 }), ErrUnknownCodec},
 		{"legacy codec in version 1", withRaw(func(r *raw) { r.codec = byte(CodecLegacyGzip) }), ErrUnknownCodec},
 		{"payload length beyond message", withRaw(func(r *raw) { r.payloadLen = u64(uint64(len(r.payload)) + 1) }), ErrTruncated},
 		{"payload length claims 16 EiB", withRaw(func(r *raw) { r.payloadLen = u64(1<<64 - 1) }), ErrTruncated},

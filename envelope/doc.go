@@ -1,5 +1,6 @@
 // Package envelope is the wire format of prometheus-streams: one message per
-// scrape, a small binary header followed by the snappy-compressed exposition.
+// scrape, a small binary header followed by the compressed exposition (snappy by
+// default, or zstd).
 // It encodes and decodes (also the 1.0 JSON format, for a rolling upgrade),
 // enforces the limits a receiver needs against hostile input, and does no I/O.
 //

@@ -18,7 +18,7 @@ import (
 // Append validates e as Decode would (limits, UTF-8, required fields, known
 // outcome and codec) except for Error, which it sanitizes instead: invalid
 // UTF-8 is replaced and the text is cut to MaxErrorLen bytes at a rune
-// boundary. It does not check that Payload is a valid snappy block. e must
+// boundary. It does not check that Payload is valid for its codec. e must
 // not be nil.
 func Append(dst []byte, e *Envelope) ([]byte, error) {
 	start, err := e.validate()
@@ -68,7 +68,7 @@ func (e *Envelope) validate() (int64, error) {
 	if err := checkString("content type", e.ContentType, MaxContentTypeLen); err != nil {
 		return 0, err
 	}
-	if e.Codec != CodecSnappy {
+	if e.Codec != CodecSnappy && e.Codec != CodecZstd {
 		return 0, fmt.Errorf("envelope: codec: %w (%s cannot be encoded)", ErrUnknownCodec, e.Codec)
 	}
 	return start, nil

@@ -102,7 +102,7 @@ func TestAppendErrors(t *testing.T) {
 		{"zero outcome", func(e *Envelope) { e.Outcome = 0 }, ErrUnknownOutcome},
 		{"unknown outcome", func(e *Envelope) { e.Outcome = 3 }, ErrUnknownOutcome},
 		{"zero codec", func(e *Envelope) { e.Codec = 0 }, ErrUnknownCodec},
-		{"reserved zstd codec", func(e *Envelope) { e.Codec = 2 }, ErrUnknownCodec},
+		{"unassigned codec 3", func(e *Envelope) { e.Codec = 3 }, ErrUnknownCodec},
 		{"legacy codec", func(e *Envelope) { e.Codec = CodecLegacyGzip }, ErrUnknownCodec},
 	}
 	for _, tc := range tests {
@@ -203,7 +203,8 @@ func TestStrings(t *testing.T) {
 		{"unknown outcome", Outcome(7).String(), "outcome(7)"},
 		{"snappy", CodecSnappy.String(), "snappy"},
 		{"legacy gzip", CodecLegacyGzip.String(), "legacy-gzip"},
-		{"unknown codec", Codec(2).String(), "codec(2)"},
+		{"zstd", CodecZstd.String(), "zstd"},
+		{"unknown codec", Codec(3).String(), "codec(3)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -51,8 +51,8 @@ func (o Outcome) String() string {
 	return "outcome(" + strconv.Itoa(int(o)) + ")"
 }
 
-// Codec says how Payload is compressed. The zero value is invalid. Value 2 is
-// reserved for zstd; values from 0x80 up never appear on the wire.
+// Codec says how Payload is compressed. The zero value is invalid; values
+// from 0x80 up never appear on the wire.
 type Codec uint8
 
 // Codecs.
@@ -60,16 +60,21 @@ const (
 	// CodecSnappy is the snappy block format, which states the decoded length
 	// first so that Body can refuse a bomb before allocating.
 	CodecSnappy Codec = 1
+	// CodecZstd is one zstd frame that states its decoded size (as
+	// ZstdEncoder writes it), which Body checks before allocating.
+	CodecZstd Codec = 2
 	// CodecLegacyGzip marks a body decoded from a 1.0 JSON message (gzip). It is
 	// never encoded: Append refuses it.
 	CodecLegacyGzip Codec = 0x80
 )
 
-// String returns "snappy", "legacy-gzip", or "codec(N)" for an unknown value.
+// String returns "snappy", "zstd", "legacy-gzip", or "codec(N)" for an unknown value.
 func (c Codec) String() string {
 	switch c {
 	case CodecSnappy:
 		return "snappy"
+	case CodecZstd:
+		return "zstd"
 	case CodecLegacyGzip:
 		return "legacy-gzip"
 	}

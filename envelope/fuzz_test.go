@@ -21,6 +21,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(validRaw().bytes())
 	f.Add(withRaw(func(r *raw) { r.outcome, r.errText, r.payload = byte(OutcomeFailure), "timeout", nil }))
 	f.Add(legacyMsg(f, legacyScrape{Job: "node", Instance: "h:9100", Timestamp: 1700000000, Scrape: legacyGzip(f, []byte("up 1\n"))}))
+	f.Add(withRaw(func(r *raw) { r.codec, r.payload = byte(CodecZstd), newZstd(f).Compress(nil, []byte("up 1\n")) }))
 	f.Add([]byte(Magic + "\x02"))
 	f.Add([]byte(`{"job":`))
 	f.Fuzz(func(t *testing.T, msg []byte) {
@@ -107,6 +108,8 @@ func TestFuzzSeeds(t *testing.T) {
 		{"legacy_gzip_bomb", nil},
 		{"v1_snappy_claims_1TiB", nil},
 		{"v1_corrupt_body", nil},
+		{"v1_zstd", nil},
+		{"v1_zstd_claims_1TiB", nil},
 		{"v1_unknown_version", ErrUnsupportedVersion},
 		{"v1_trailing_data", ErrTrailingData},
 		{"v1_truncated", ErrTruncated},

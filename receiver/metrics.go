@@ -33,6 +33,7 @@ const (
 
 type metrics struct {
 	received       prometheus.Counter
+	acked          prometheus.Counter
 	dropped        *prometheus.CounterVec // reason
 	pushes         *prometheus.CounterVec // result
 	pushDuration   prometheus.Histogram
@@ -61,6 +62,10 @@ func newMetrics(reg prometheus.Registerer, waiting, groups func() float64) (*met
 		received: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "messages_received_total",
 			Help: "Messages delivered by the stream, including redeliveries.",
+		}),
+		acked: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "messages_acked_total",
+			Help: "Deliveries acknowledged (pushed, superseded or dropped); received minus acked is what is in flight or will be delivered again.",
 		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "messages_dropped_total",
@@ -134,7 +139,7 @@ func newMetrics(reg prometheus.Registerer, waiting, groups func() float64) (*met
 		m.pushes.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{
-		m.received, m.dropped, m.pushes, m.pushDuration, m.delivery, m.messageAge,
+		m.received, m.acked, m.dropped, m.pushes, m.pushDuration, m.delivery, m.messageAge,
 		m.stripped, m.renamed, m.unparseable, m.lastMessage, m.groupsWaiting, m.ackFailures, m.legacyMessages,
 		m.conflicts, m.markedDown, m.deleted, m.groups,
 	} {

@@ -275,7 +275,9 @@ func (r *Receiver) ack(reason string, msgs []stream.Message) {
 		if reason != "" {
 			r.metrics.dropped.WithLabelValues(reason).Inc()
 		}
-		if err := m.Ack(); err != nil {
+		if err := m.Ack(); err == nil {
+			r.metrics.acked.Inc()
+		} else {
 			r.metrics.ackFailures.Inc()
 			r.log.Debug("acknowledgement failed; the message will be delivered again", "err", err)
 		}

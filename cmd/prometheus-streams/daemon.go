@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/choria-io/prometheus-streams/config"
+	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/internal/monitor"
 	"github.com/choria-io/prometheus-streams/poller"
 	"github.com/choria-io/prometheus-streams/pushgateway"
@@ -152,6 +153,14 @@ func streamOptions(cfg *config.Config, role config.Role) (stream.STANOptions, er
 	return opts, nil
 }
 
+// codec maps the validated compression key to the envelope's codec.
+func codec(compression string) envelope.Codec {
+	if compression == config.CompressionZstd {
+		return envelope.CodecZstd
+	}
+	return envelope.CodecSnappy
+}
+
 func buildPoller(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*daemon, error) {
 	targets, err := selfScrapeScheme(cfg, cfg.Targets())
 	if err != nil {
@@ -178,6 +187,7 @@ func buildPoller(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 		BodyLimit:   int64(cfg.BodySizeLimit),
 		MaxInflight: so.MaxInflight,
 		UserAgent:   "prometheus-streams/" + versionString(),
+		Codec:       codec(cfg.Compression),
 	}, pub, logger, reg)
 	if err != nil {
 		return nil, err
