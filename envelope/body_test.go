@@ -78,25 +78,30 @@ func TestBodyRefusesBeforeAllocating(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := &Envelope{Codec: CodecSnappy, Payload: tc.payload}
-			var err error
-			const runs = 100
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
-			allocs := testing.AllocsPerRun(runs, func() { _, err = e.Body(nil, 16<<20) })
-			runtime.ReadMemStats(&after)
-			if !errors.Is(err, tc.wantErr) {
-				t.Fatalf("Body error = %v, want %v", err, tc.wantErr)
-			}
-			// Only the error itself may be allocated: a few small objects
-			// (more under -race), never the claimed size.
-			if allocs > 10 {
-				t.Errorf("Body allocated %v times per call", allocs)
-			}
-			if perCall := (after.TotalAlloc - before.TotalAlloc) / (runs + 1); perCall > 1024 {
-				t.Errorf("Body allocated %d bytes per call", perCall)
-			}
+			refusedCheaply(t, &Envelope{Codec: CodecSnappy, Payload: tc.payload}, tc.wantErr)
 		})
+	}
+}
+
+// refusedCheaply checks that Body refuses e's payload with wantErr and
+// allocates only the error itself: a few small objects (more under -race),
+// never the size the payload claims.
+func refusedCheaply(t *testing.T, e *Envelope, wantErr error) {
+	t.Helper()
+	var err error
+	const runs = 100
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	allocs := testing.AllocsPerRun(runs, func() { _, err = e.Body(nil, 16<<20) })
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, wantErr) {
+		t.Fatalf("Body error = %v, want %v", err, wantErr)
+	}
+	if allocs > 10 {
+		t.Errorf("Body allocated %v times per call", allocs)
+	}
+	if perCall := (after.TotalAlloc - before.TotalAlloc) / (runs + 1); perCall > 1024 {
+		t.Errorf("Body allocated %d bytes per call", perCall)
 	}
 }
 
