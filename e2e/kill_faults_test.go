@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -37,22 +36,8 @@ const maxPeakRSS = 256 << 20
 func TestFaultReceiverSIGKILLResumesDurable(t *testing.T) {
 	dir := t.TempDir()
 	logger := fileLogger(t, dir, "servers.log")
-	nats, err := embedded.StartStreaming(embedded.StreamingOptions{Logger: logger})
-	if err != nil {
-		t.Fatalf("StartStreaming: %v", err)
-	}
-	t.Cleanup(nats.Shutdown)
-	pgw, err := embedded.StartPushgateway(embedded.PushgatewayOptions{Listen: "127.0.0.1:0", Logger: logger})
-	if err != nil {
-		t.Fatalf("StartPushgateway: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := pgw.Close(ctx); err != nil {
-			t.Errorf("pushgateway Close: %v", err)
-		}
-	})
+	nats := testenv.Streaming(t, embedded.StreamingOptions{Logger: logger})
+	pgw := testenv.Pushgateway(t, embedded.PushgatewayOptions{Listen: "127.0.0.1:0", Logger: logger})
 	// The exporter counts its scrapes, so a value in the Pushgateway says
 	// which scrape it came from.
 	var served atomic.Int64

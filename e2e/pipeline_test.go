@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net/url"
 	"os"
@@ -10,9 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/choria-io/prometheus-streams/embedded"
+	"github.com/choria-io/prometheus-streams/internal/testenv"
 )
 
 // pipeline is everything TestOneDotZeroConfigIntoRealPrometheus runs: the
@@ -31,22 +30,8 @@ func startPipeline(t *testing.T) *pipeline {
 	t.Helper()
 	dir := t.TempDir()
 	logger := fileLogger(t, dir, "servers.log")
-	nats, err := embedded.StartStreaming(embedded.StreamingOptions{Logger: logger})
-	if err != nil {
-		t.Fatalf("StartStreaming: %v", err)
-	}
-	t.Cleanup(nats.Shutdown)
-	pgw, err := embedded.StartPushgateway(embedded.PushgatewayOptions{Listen: "127.0.0.1:0", Logger: logger})
-	if err != nil {
-		t.Fatalf("StartPushgateway: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := pgw.Close(ctx); err != nil {
-			t.Errorf("pushgateway Close: %v", err)
-		}
-	})
+	nats := testenv.Streaming(t, embedded.StreamingOptions{Logger: logger})
+	pgw := testenv.Pushgateway(t, embedded.PushgatewayOptions{Listen: "127.0.0.1:0", Logger: logger})
 
 	// Every port a child process is given on its command line or in a file.
 	ports := freePorts(t, 5)

@@ -42,18 +42,24 @@ func TestBody(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := &Envelope{Codec: tc.codec, Payload: tc.payload}
-			got, err := e.Body(nil, tc.limit)
-			if !errors.Is(err, tc.wantErr) {
-				t.Fatalf("Body error = %v, want %v", err, tc.wantErr)
-			}
-			if err == nil && !bytes.Equal(got, tc.want) {
-				t.Fatalf("Body = %d bytes, want %d", len(got), len(tc.want))
-			}
-			if err != nil && got != nil {
-				t.Errorf("Body returned %d bytes with an error", len(got))
-			}
+			checkBody(t, &Envelope{Codec: tc.codec, Payload: tc.payload}, nil, tc.limit, tc.want, tc.wantErr)
 		})
+	}
+}
+
+// checkBody checks that e.Body(dst, limit) returns want, or fails with
+// wantErr and no bytes.
+func checkBody(t *testing.T, e *Envelope, dst []byte, limit int, want []byte, wantErr error) {
+	t.Helper()
+	got, err := e.Body(dst, limit)
+	if !errors.Is(err, wantErr) {
+		t.Fatalf("Body error = %v, want %v", err, wantErr)
+	}
+	if err == nil && !bytes.Equal(got, want) {
+		t.Fatalf("Body = %d bytes, want %d", len(got), len(want))
+	}
+	if err != nil && got != nil {
+		t.Errorf("Body returned %d bytes with an error", len(got))
 	}
 }
 

@@ -120,14 +120,7 @@ func TestLegacyBody(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := &Envelope{Codec: CodecLegacyGzip, Payload: tc.payload, Legacy: true}
-			got, err := e.Body(nil, tc.limit)
-			if !errors.Is(err, tc.wantErr) {
-				t.Fatalf("Body error = %v, want %v", err, tc.wantErr)
-			}
-			if err == nil && !bytes.Equal(got, tc.want) {
-				t.Fatalf("Body = %q, want %q", got, tc.want)
-			}
+			checkBody(t, &Envelope{Codec: CodecLegacyGzip, Payload: tc.payload, Legacy: true}, nil, tc.limit, tc.want, tc.wantErr)
 		})
 	}
 }

@@ -3,7 +3,6 @@ package envelope
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"sync"
 	"testing"
 
@@ -70,16 +69,7 @@ func TestZstdBody(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := &Envelope{Codec: CodecZstd, Payload: tc.payload}
 			for _, dst := range [][]byte{nil, make([]byte, 0, 2*len(body))} {
-				got, err := e.Body(dst, tc.limit)
-				if !errors.Is(err, tc.wantErr) {
-					t.Fatalf("Body error = %v, want %v", err, tc.wantErr)
-				}
-				if err == nil && !bytes.Equal(got, tc.want) {
-					t.Fatalf("Body = %d bytes, want %d", len(got), len(tc.want))
-				}
-				if err != nil && got != nil {
-					t.Errorf("Body returned %d bytes with an error", len(got))
-				}
+				checkBody(t, e, dst, tc.limit, tc.want, tc.wantErr)
 			}
 		})
 	}

@@ -11,14 +11,10 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/choria-io/prometheus-streams/embedded"
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/internal/testenv"
-	"github.com/choria-io/prometheus-streams/pushgateway"
-	"github.com/choria-io/prometheus-streams/stream"
 )
 
 // faultRawV1 encodes a version 1 message field by field as docs/wire-format.md
@@ -51,39 +47,6 @@ type faultAckCounter struct {
 func (m *faultAckCounter) Data() []byte      { return m.data }
 func (m *faultAckCounter) Ack() error        { m.acks.Add(1); return nil }
 func (m *faultAckCounter) Redelivered() bool { return false }
-
-// faultHostileEnv is newEnv with a 1s ack wait, so a message the receiver failed
-// to acknowledge would come again within the test.
-func faultHostileEnv(t *testing.T, opts Options) *env {
-	t.Helper()
-	s := testenv.Streaming(t, embedded.StreamingOptions{})
-	e := &env{nats: s, gateway: startGateway(t, "").URL()}
-	var err error
-	e.pub, err = stream.NewSTANPublisher(streamOptions(s, "hostile-publisher"), nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.Run(t, e.pub.Run)
-	<-e.pub.Ready()
-	client, err := pushgateway.New(pushgateway.Options{URL: e.gateway, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(client.CloseIdleConnections)
-	so := streamOptions(s, "receiver")
-	so.AckWait = time.Second
-	sub, err := stream.NewSTANSubscriber(so, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.RetryMin, opts.RetryMax = 10*time.Millisecond, 50*time.Millisecond
-	e.receiver, err = New(opts, sub, client, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.stop = testenv.Run(t, e.receiver.Run)
-	return e
-}
 
 func TestFaultHostileChannel(t *testing.T) {
 	const bodyLimit = 16 << 20
@@ -172,7 +135,9 @@ func TestFaultHostileChannel(t *testing.T) {
 		}
 	}
 
-	e := faultHostileEnv(t, Options{MaxAge: 30 * time.Second, BodyLimit: bodyLimit})
+	// A 1s ack wait: a message the receiver failed to acknowledge would
+	// come again within the test.
+	e := newEnvWith(t, Options{MaxAge: 30 * time.Second, BodyLimit: bodyLimit}, "", envSettings{ackWait: time.Second, timeout: 5 * time.Second})
 	victim := map[string]string{"job": "node", "instance": "victim"}
 	good := map[string]string{"job": "node", "instance": "good"}
 	e.publish(t, scrape(t, "node", "victim", now, testenv.TextContentType, []byte("victim_value 42\n")))

@@ -54,12 +54,22 @@ func startGateway(t *testing.T, listen string) *embedded.Pushgateway {
 // newEnv starts everything; gatewayURL "" starts an embedded Pushgateway.
 func newEnv(t *testing.T, opts Options, gatewayURL string) *env {
 	t.Helper()
-	return newEnvWithLogger(t, opts, gatewayURL, nil)
+	return newEnvWith(t, opts, gatewayURL, envSettings{})
 }
 
-// newEnvWithLogger is newEnv with the receiver logging to logger.
-func newEnvWithLogger(t *testing.T, opts Options, gatewayURL string, logger *slog.Logger) *env {
+// envSettings adjusts newEnvWith; zero values take newEnv's choices.
+type envSettings struct {
+	logger  *slog.Logger  // the receiver's; nil discards
+	ackWait time.Duration // the subscription's redelivery timeout
+	timeout time.Duration // the Pushgateway client's; default 1s
+}
+
+// newEnvWith is newEnv with the settings of es.
+func newEnvWith(t *testing.T, opts Options, gatewayURL string, es envSettings) *env {
 	t.Helper()
+	if es.timeout == 0 {
+		es.timeout = time.Second
+	}
 	s := testenv.Streaming(t, embedded.StreamingOptions{})
 	e := &env{nats: s, gateway: gatewayURL}
 	if e.gateway == "" {
@@ -73,12 +83,14 @@ func newEnvWithLogger(t *testing.T, opts Options, gatewayURL string, logger *slo
 	testenv.Run(t, e.pub.Run)
 	<-e.pub.Ready()
 
-	client, err := pushgateway.New(pushgateway.Options{URL: e.gateway, Timeout: time.Second})
+	client, err := pushgateway.New(pushgateway.Options{URL: e.gateway, Timeout: es.timeout})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(client.CloseIdleConnections)
-	sub, err := stream.NewSTANSubscriber(streamOptions(s, "receiver"), nil, prometheus.NewRegistry())
+	so := streamOptions(s, "receiver")
+	so.AckWait = es.ackWait
+	sub, err := stream.NewSTANSubscriber(so, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +98,7 @@ func newEnvWithLogger(t *testing.T, opts Options, gatewayURL string, logger *slo
 		opts.MaxAge = time.Minute
 	}
 	opts.RetryMin, opts.RetryMax = 10*time.Millisecond, 50*time.Millisecond
-	e.receiver, err = New(opts, sub, client, logger, prometheus.NewRegistry())
+	e.receiver, err = New(opts, sub, client, es.logger, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +412,7 @@ func republish(t *testing.T, msg []byte, publisher string) []byte {
 
 func TestHostileInputDoesNotFloodTheLog(t *testing.T) {
 	var logs testenv.SyncBuffer
-	e := newEnvWithLogger(t, Options{}, "", slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	e := newEnvWith(t, Options{}, "", envSettings{logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	const n = 50
 	for range n {
 		e.publish(t, []byte("garbage that is not an envelope"))
