@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/choria-io/prometheus-streams/envelope"
 )
 
@@ -73,5 +75,19 @@ func TestOffsetIsStableAndWithinInterval(t *testing.T) {
 	}
 	if len(seen) < 4 {
 		t.Fatalf("5 targets got only %d distinct offsets: load is not spread", len(seen))
+	}
+}
+
+// TestDefaults keeps the README's figures true: a scrape times out after
+// min(interval, 10s), and shutdown waits up to 5s for acknowledgements.
+func TestDefaults(t *testing.T) {
+	for _, c := range []struct{ interval, timeout time.Duration }{{time.Minute, 10 * time.Second}, {5 * time.Second, 5 * time.Second}} {
+		p, err := New(Options{Interval: c.interval}, nil, nil, prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.opts.Timeout != c.timeout || p.opts.ShutdownGrace != 5*time.Second || p.opts.BodyLimit != 16<<20 || p.opts.MaxInflight != 64 {
+			t.Fatalf("interval %v: defaults %+v", c.interval, p.opts)
+		}
 	}
 }

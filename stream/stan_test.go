@@ -199,3 +199,14 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestDefaults keeps the README's figures true: pings every 2s, 5 missed.
+func TestDefaults(t *testing.T) {
+	o := STANOptions{URLs: []string{"nats://x:4222"}, ClusterID: "c", ClientID: "id", Channel: "ch"}
+	if err := o.applyDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	if o.PingInterval != 2 || o.PingMaxOut != 5 || o.ConnectTimeout != 5*time.Second || o.AckWait != 30*time.Second || o.MaxInflight != 64 {
+		t.Fatalf("defaults: %+v", o)
+	}
+}
