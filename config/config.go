@@ -88,6 +88,11 @@ type Config struct {
 	// file (TLS, basic auth) for the monitor endpoint, relative to this
 	// file's directory; "" serves plain HTTP without authentication.
 	MonitorWebConfig string `yaml:"monitor_web_config,omitempty"`
+	// MonitorPprof serves Go's runtime profiles (net/http/pprof) under
+	// /debug/pprof/ on the monitor endpoint, behind MonitorWebConfig like
+	// /metrics. Off by default: profiles expose internals and cost CPU
+	// while they are taken.
+	MonitorPprof bool `yaml:"monitor_pprof,omitempty"`
 	// BodySizeLimit caps a scrape body read by the poller and a body
 	// inflated by the receiver.
 	BodySizeLimit ByteSize `yaml:"body_size_limit"`

@@ -118,6 +118,8 @@ func TestDefaults(t *testing.T) {
 		{"max_age 0 means the default", "max_age: 0\n", func(c *Config) any { return c.MaxAge }, Duration(2 * time.Minute)},
 		{"monitor_port off", minimal, func(c *Config) any { return c.MonitorPort }, 0},
 		{"no monitor address", minimal, func(c *Config) any { return c.MonitorAddress() }, ""},
+		{"monitor_pprof off", minimal, func(c *Config) any { return c.MonitorPprof }, false},
+		{"monitor_pprof on", "monitor_port: 9100\nmonitor_pprof: true\n", func(c *Config) any { return c.MonitorPprof }, true},
 		{"body_size_limit", minimal, func(c *Config) any { return c.BodySizeLimit }, ByteSize(16 << 20)},
 		{"max_inflight", streams, func(c *Config) any { return c.PollerStream.MaxInflight }, 64},
 		{"ack_wait", streams, func(c *Config) any { return c.PollerStream.AckWait }, Duration(30 * time.Second)},
@@ -245,6 +247,8 @@ func TestParseErrors(t *testing.T) {
 		{"targets not a list", "jobs:\n  a:\n    targets: http://x\n", `config.yaml:3: jobs.a.targets: must be a list, not the value "http://x"`},
 		{"wrong scalar type", "monitor_port: abc\n", "config.yaml:1: monitor_port: cannot unmarshal !!str `abc` into int"},
 		{"wrong bool", "verbose: maybe\n", "config.yaml:1: verbose: cannot unmarshal !!str `maybe` into bool"},
+		{"monitor_pprof not a bool", "monitor_port: 9100\nmonitor_pprof: sometimes\n", "config.yaml:2: monitor_pprof: cannot unmarshal !!str `sometimes` into bool"},
+		{"monitor_pprof misspelt", "monitor_port: 9100\nmonitor_prof: true\n", `config.yaml:2: unknown key "monitor_prof"`},
 		{"log_format", "log_format: xml\n", `config.yaml:1: log_format: must be "text" or "json", not "xml"`},
 		{"compression", "verbose: true\ncompression: gzip\n", `config.yaml:2: compression: must be "snappy" or "zstd", not "gzip"`},
 		{"compression empty", "compression: \"\"\n", `config.yaml:1: compression: must be "snappy" or "zstd", not ""`},
@@ -452,6 +456,8 @@ func TestWarnings(t *testing.T) {
 		{"tls cache", "tls:\n  scheme: file\n  cache: /c\n", []string{"config.yaml:3: tls.cache: ignored (1.0 used it for management only)"}},
 		{"max_age 0", "scrape_interval: 30s\nmax_age: 0\n", []string{"config.yaml:2: max_age: 0 meant no age limit in 1.0; using the default of twice scrape_interval (1m)"}},
 		{"job without targets", "jobs:\n  j:\n", []string{"config.yaml:2: jobs.j: has no targets"}},
+		{"monitor_pprof without monitor_port", "verbose: true\nmonitor_pprof: true\n", []string{"config.yaml:2: monitor_pprof: ignored: monitor_port is 0, so there is no monitor endpoint"}},
+		{"monitor_pprof false without monitor_port", "monitor_pprof: false\n", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -115,6 +115,9 @@ func (c *Config) checkGlobals(k *checker) {
 	if err := checkListenHost(c.MonitorListen); err != nil {
 		k.errorf(keyPath{"monitor_listen"}, "%w", err)
 	}
+	if c.MonitorPprof && c.MonitorPort <= 0 {
+		k.warnf(keyPath{"monitor_pprof"}, "ignored: monitor_port is 0, so there is no monitor endpoint")
+	}
 	if c.BodySizeLimit <= 0 {
 		k.errorf(keyPath{"body_size_limit"}, "must be greater than 0")
 	}

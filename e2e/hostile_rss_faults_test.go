@@ -35,10 +35,12 @@ var (
 // receiver with default limits against the issue's hostile targets: a
 // 256 MiB body, an endless body, a response that stalls, garbage, samples
 // with explicit timestamps and two targets whose metric types clash, next
-// to a good one. Each shows up centrally as Prometheus would show it, the
-// clash is refused once per scrape and never retried, and neither daemon's
-// peak RSS reaches 256 MiB (asserted without -race only: the race
-// detector's shadow memory alone takes the poller past it).
+// to a good one. Each shows up centrally as Prometheus would show it: the
+// clashing family is left out of the losing target's pushes, once per
+// scrape, while the rest of its scrape, up included, is pushed and the
+// Pushgateway refuses nothing. Neither daemon's peak RSS reaches 256 MiB
+// (asserted without -race only: the race detector's shadow memory alone
+// takes the poller past it).
 func TestFaultHostileTargetsStayUnder256MiB(t *testing.T) {
 	dir := t.TempDir()
 	logger := fileLogger(t, dir, "servers.log")
@@ -89,15 +91,15 @@ func TestFaultHostileTargetsStayUnder256MiB(t *testing.T) {
 		return hostileWant(client, receiverMetrics, "prometheus_streams_receiver_timestamps_stripped_total", nil, positive)
 	}, both...)
 	var loser int
-	waitUntil(t, "one clash target pushed, the other refused", func() error {
+	waitUntil(t, "one clash target's clash_metric left out, its up pushed", func() error {
 		var err error
 		loser, err = hostileClashLoser(client, gateway)
 		if err != nil {
 			return err
 		}
-		return hostileWant(client, receiverMetrics, "prometheus_streams_receiver_pushes_total", map[string]string{"result": "rejected"}, positive)
+		return hostileWant(client, receiverMetrics, "prometheus_streams_receiver_families_dropped_total", map[string]string{"reason": "type_clash"}, positive)
 	}, both...)
-	t.Logf("job %s's clash_metric was refused", hostileClashJob[loser])
+	t.Logf("job %s's clash_metric was left out", hostileClashJob[loser])
 
 	// About ten scrape intervals of all of this.
 	waitUntil(t, "10 scrapes of the good target", func() error {
@@ -105,7 +107,7 @@ func TestFaultHostileTargetsStayUnder256MiB(t *testing.T) {
 		return hostileWant(client, pollerMetrics, "prometheus_streams_poller_scrapes_total", success, atLeast(10))
 	}, both...)
 	checkHostileOutcome(t, client, gateway, pollerMetrics, receiverMetrics, exp, loser)
-	checkHostileLogs(t, filepath.Join(dir, "receiver.yaml.log"))
+	checkHostileLogs(t, filepath.Join(dir, "receiver.yaml.log"), hostileClashJob[loser])
 
 	peaks := []int64{vmHWM(t, poller), vmHWM(t, receiver)}
 	for _, p := range both {
@@ -128,31 +130,36 @@ func TestFaultHostileTargetsStayUnder256MiB(t *testing.T) {
 }
 
 // checkHostileOutcome checks, after many scrapes, what the waits in the
-// test saw only once: the refused clash is counted once per scrape at
-// most (never retried) and nothing of the hostile bodies was pushed.
+// test saw only once: the clashing family is counted as left out once per
+// scrape at most, the Pushgateway refused no push (the receiver sent it
+// nothing it would refuse) and nothing of the hostile bodies was pushed.
 func checkHostileOutcome(t *testing.T, client *http.Client, gateway, pollerMetrics, receiverMetrics string, exp *hostileExporters, loser int) {
 	t.Helper()
 	fams, err := families(client, receiverMetrics)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Read before the scrapes are counted: every rejected push followed
-	// one of them.
+	// Read before the scrapes are counted: every family left out was
+	// left out of a push of one of them.
+	dropped, _ := testenv.Value(fams, "prometheus_streams_receiver_families_dropped_total", map[string]string{"reason": "type_clash"})
 	rejected, _ := testenv.Value(fams, "prometheus_streams_receiver_pushes_total", map[string]string{"result": "rejected"})
 	stripped, _ := testenv.Value(fams, "prometheus_streams_receiver_timestamps_stripped_total", nil)
 	unparseable, _ := testenv.Value(fams, "prometheus_streams_receiver_unparseable_scrapes_total", nil)
 	scrapes := exp.clashServed[loser].Load()
-	t.Logf("receiver: %v pushes rejected for %d scrapes of the refused clash target; %v timestamps stripped; %v unparseable scrapes",
-		rejected, scrapes, stripped, unparseable)
-	if rejected < 1 || rejected > float64(scrapes) {
-		t.Errorf("pushes_total{result=\"rejected\"} = %v for %d scrapes of the refused target, want 1 to %d: a refused push must not be retried",
-			rejected, scrapes, scrapes)
+	t.Logf("receiver: %v families left out with a type clash for %d scrapes of the losing clash target; %v pushes rejected; %v timestamps stripped; %v unparseable scrapes",
+		dropped, scrapes, rejected, stripped, unparseable)
+	if dropped < 1 || dropped > float64(scrapes) {
+		t.Errorf("families_dropped_total{reason=\"type_clash\"} = %v for %d scrapes of the losing target, want 1 to %d: one family of its scrape clashes",
+			dropped, scrapes, scrapes)
+	}
+	if rejected != 0 {
+		t.Errorf("pushes_total{result=\"rejected\"} = %v, want 0: the clashing family is left out before the push, not refused by the Pushgateway", rejected)
 	}
 	if unparseable < 1 {
 		t.Errorf("unparseable_scrapes_total = %v, want the garbage target counted", unparseable)
 	}
 	if now, err := hostileClashLoser(client, gateway); err != nil || now != loser {
-		t.Errorf("after many scrapes: refused job index %d (was %d): %v", now, loser, err)
+		t.Errorf("after many scrapes: losing job index %d (was %d): %v", now, loser, err)
 	}
 
 	fams, err = families(client, gateway)
@@ -173,25 +180,30 @@ func checkHostileOutcome(t *testing.T, client *http.Client, gateway, pollerMetri
 	}
 }
 
-// checkHostileLogs checks that the receiver logged why the Pushgateway
-// refused the clash.
-func checkHostileLogs(t *testing.T, file string) {
+// checkHostileLogs checks that the receiver logged which family it left
+// out of the losing job's push, and why.
+func checkHostileLogs(t *testing.T, file, loserJob string) {
 	t.Helper()
 	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
+	const msg = "left parts of a scrape out of its push"
+	group := `job=\"` + loserJob + `\"` // inside the quoted group="..."
 	for line := range strings.SplitSeq(string(b), "\n") {
-		if strings.Contains(line, "reason=rejected") && strings.Contains(line, "clash_metric") {
+		if strings.Contains(line, msg) && strings.Contains(line, group) &&
+			strings.Contains(line, "family=clash_metric") && strings.Contains(line, "reason=type_clash") {
 			t.Logf("receiver logged: %s", line)
 			return
 		}
 	}
-	t.Errorf("%s has no line with reason=rejected naming clash_metric (the Pushgateway's reason)", file)
+	t.Errorf("%s has no line %q with family=clash_metric, reason=type_clash and job %s", file, msg, loserJob)
 }
 
 // hostileClashLoser returns the index in hostileClashJob of the clash
-// target the Pushgateway does not have, once it has exactly one of them.
+// target whose clash_metric the Pushgateway does not have, once it has
+// exactly one of them and the other's up 1: the rest of the losing
+// target's scrape was pushed.
 func hostileClashLoser(client *http.Client, gateway string) (int, error) {
 	fams, err := families(client, gateway)
 	if err != nil {
@@ -207,8 +219,12 @@ func hostileClashLoser(client *http.Client, gateway string) (int, error) {
 		return 0, fmt.Errorf("clash_metric of %d of the 2 clashing jobs in the Pushgateway, want exactly 1", len(in))
 	}
 	loser := 1 - in[0]
-	if _, ok := testenv.Value(fams, "up", map[string]string{"job": hostileClashJob[loser]}); ok {
-		return 0, fmt.Errorf("job %s has no clash_metric but an up series: its push was not refused whole", hostileClashJob[loser])
+	up, ok := testenv.Value(fams, "up", map[string]string{"job": hostileClashJob[loser]})
+	switch {
+	case !ok:
+		return 0, fmt.Errorf("job %s has no clash_metric and no up series: the rest of its scrape was not pushed", hostileClashJob[loser])
+	case up != 1:
+		return 0, fmt.Errorf("job %s has no clash_metric and up %v, want 1: leaving out a family does not fail the scrape", hostileClashJob[loser], up)
 	}
 	return loser, nil
 }

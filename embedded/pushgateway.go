@@ -34,6 +34,9 @@ type PushgatewayOptions struct {
 	DisableConsistencyCheck bool
 	// Logger receives the Pushgateway's logs; nil discards them.
 	Logger *slog.Logger
+	// Middleware, when set, wraps the Pushgateway's handler: the load
+	// harness times push arrivals with it, in front of the real code.
+	Middleware func(http.Handler) http.Handler
 }
 
 // Pushgateway serves the real Pushgateway code in-process: its
@@ -89,8 +92,12 @@ func StartPushgateway(opts PushgatewayOptions) (*Pushgateway, error) {
 		url:    "http://" + clientAddr(ln.Addr()),
 		served: make(chan error, 1),
 	}
+	h := newPushgatewayHandler(ms, reg, !opts.DisableConsistencyCheck, logger)
+	if opts.Middleware != nil {
+		h = opts.Middleware(h)
+	}
 	p.srv = &http.Server{
-		Handler:           newPushgatewayHandler(ms, reg, !opts.DisableConsistencyCheck, logger),
+		Handler:           h,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
 		ReadHeaderTimeout: 10 * time.Second,
 	}

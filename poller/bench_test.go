@@ -1,7 +1,6 @@
 package poller
 
 import (
-	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -34,15 +33,13 @@ func BenchmarkScrapeOnce(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	var body bytes.Buffer
-	var compressed []byte
-	failed := false
+	t := p.targets[0]
 	b.SetBytes(int64(len(sample)))
 	b.ReportAllocs()
 	for b.Loop() {
-		compressed = p.scrapeOnce(ctx, target, p.log, &body, body.Len(), compressed, &failed)
+		p.scrapeOnce(ctx, t)
 	}
-	if failed {
+	if t.lastFailed {
 		b.Fatal("the scrape failed")
 	}
 }

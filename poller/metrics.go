@@ -2,6 +2,7 @@ package poller
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -64,7 +65,7 @@ func newMetrics(reg prometheus.Registerer, pending func() float64) (*metrics, er
 		}, target),
 		scrapeBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "scrape_body_bytes",
-			Help: "Uncompressed size of the target's last scrape body.",
+			Help: "Uncompressed size of the target's last scrape body (0 when the scrape failed).",
 		}, target),
 		messageBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "message_bytes",
@@ -110,11 +111,39 @@ func newMetrics(reg prometheus.Registerer, pending func() float64) (*metrics, er
 	return m, nil
 }
 
-// initTarget creates a target's series at zero so rates work from the start.
-func (m *metrics) initTarget(job, instance string) {
-	m.scrapes.WithLabelValues(job, instance, "success")
-	m.scrapes.WithLabelValues(job, instance, "failure")
+// targetMetrics are one target's series of the per-target vectors, looked
+// up once instead of hashing the target's labels into four vectors every
+// scrape. Only the target's own loop uses them.
+type targetMetrics struct {
+	m                *metrics
+	job, instance    string
+	success, failure prometheus.Counter
+	// The gauges are created by the first scrape, which measures them:
+	// before it, no value is better than a 0 that was never measured.
+	duration, bodyBytes, messageBytes prometheus.Gauge
+}
+
+// forTarget creates a target's counters at zero, so that rates work from
+// the start, and returns its series.
+func (m *metrics) forTarget(job, instance string) *targetMetrics {
 	for _, r := range scrapeFailureReasons {
 		m.scrapeFailures.WithLabelValues(job, instance, r)
 	}
+	return &targetMetrics{
+		m: m, job: job, instance: instance,
+		success: m.scrapes.WithLabelValues(job, instance, "success"),
+		failure: m.scrapes.WithLabelValues(job, instance, "failure"),
+	}
+}
+
+// observe records a scrape's duration, body size and message size.
+func (t *targetMetrics) observe(duration time.Duration, bodyBytes, messageBytes int) {
+	if t.duration == nil {
+		t.duration = t.m.scrapeDuration.WithLabelValues(t.job, t.instance)
+		t.bodyBytes = t.m.scrapeBytes.WithLabelValues(t.job, t.instance)
+		t.messageBytes = t.m.messageBytes.WithLabelValues(t.job, t.instance)
+	}
+	t.duration.Set(duration.Seconds())
+	t.bodyBytes.Set(float64(bodyBytes))
+	t.messageBytes.Set(float64(messageBytes))
 }

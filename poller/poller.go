@@ -4,7 +4,6 @@
 package poller
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -52,9 +51,6 @@ type Options struct {
 	Codec envelope.Codec
 }
 
-// maxKeptBuffer is the most a target keeps of its buffers between scrapes.
-const maxKeptBuffer = 4 << 20
-
 // envelopeOverhead is room left under the server's max payload for what the
 // NATS Streaming client wraps around our message (client ID, GUID, subject).
 const envelopeOverhead = 1024
@@ -67,6 +63,8 @@ type Poller struct {
 	metrics *metrics
 	scraper *scraper
 	outbox  *outbox
+	targets []*target
+	buffers buffers // lent to the target loops one scrape at a time
 	now     func() time.Time
 	// zstd is set when opts.Codec is zstd. All target loops share it: an
 	// encoder holds about 1 MiB of tables, and compressing one scrape
@@ -124,19 +122,43 @@ func New(opts Options, pub stream.Publisher, logger *slog.Logger, reg prometheus
 	if err != nil {
 		return nil, err
 	}
+	log := logger.With("component", "poller")
+	targets := make([]*target, 0, len(opts.Targets))
 	for _, t := range opts.Targets {
-		m.initTarget(t.Job, t.Name)
+		targets = append(targets, &target{
+			Target:  t,
+			key:     t.Job + "\x00" + t.Name,
+			log:     log.With("job", t.Job, "instance", t.Name),
+			metrics: m.forTarget(t.Job, t.Name),
+		})
 	}
 	return &Poller{
 		opts:    opts,
 		pub:     pub,
-		log:     logger.With("component", "poller"),
+		log:     log,
 		metrics: m,
-		scraper: &scraper{client: client, clients: opts.HTTPClients, timeout: opts.Timeout, bodyLimit: opts.BodyLimit, userAgent: opts.UserAgent},
+		scraper: newScraper(client, opts),
 		outbox:  ob,
+		targets: targets,
 		now:     time.Now,
 		zstd:    zenc,
 	}, nil
+}
+
+// target is what one target's loop keeps from one scrape to the next. It
+// keeps no buffers: those are borrowed from the Poller for each scrape.
+// Only the target's own loop uses it.
+type target struct {
+	config.Target
+	key     string // the target's outbox slot
+	log     *slog.Logger
+	metrics *targetMetrics
+	// lastSize is the size of the previous body, to size the next one's
+	// buffer in one step when the response does not state its length.
+	lastSize int
+	// lastFailed is whether the previous scrape failed, so that a target
+	// that stays down is logged when it goes down, not every scrape.
+	lastFailed bool
 }
 
 // Run scrapes and publishes until ctx is done. It then stops scraping and
@@ -144,7 +166,7 @@ func New(opts Options, pub stream.Publisher, logger *slog.Logger, reg prometheus
 // should close the publisher's connection only after Run returns.
 func (p *Poller) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for _, t := range p.opts.Targets {
+	for _, t := range p.targets {
 		wg.Go(func() { p.runTarget(ctx, t) })
 	}
 	p.send(ctx)
@@ -153,8 +175,7 @@ func (p *Poller) Run(ctx context.Context) error {
 }
 
 // runTarget scrapes one target every interval from its stable offset.
-func (p *Poller) runTarget(ctx context.Context, t config.Target) {
-	log := p.log.With("job", t.Job, "instance", t.Name)
+func (p *Poller) runTarget(ctx context.Context, t *target) {
 	wait := time.NewTimer(offset(p.now(), p.opts.Interval, p.opts.Identity, t.Job, t.Name, t.URL))
 	defer wait.Stop()
 	select {
@@ -164,22 +185,8 @@ func (p *Poller) runTarget(ctx context.Context, t config.Target) {
 	}
 	ticker := time.NewTicker(p.opts.Interval)
 	defer ticker.Stop()
-	var body bytes.Buffer
-	var compressed []byte
-	lastFailed := false
-	lastSize := 0
 	for {
-		compressed = p.scrapeOnce(ctx, t, log, &body, lastSize, compressed, &lastFailed)
-		lastSize = body.Len()
-		// A target that served a huge body (up to body_size_limit, or
-		// more and refused) must not pin that much memory until the next
-		// scrape: every target keeps its own buffers.
-		if body.Cap() > maxKeptBuffer {
-			body = bytes.Buffer{}
-		}
-		if cap(compressed) > maxKeptBuffer {
-			compressed = nil
-		}
+		p.scrapeOnce(ctx, t)
 		select {
 		case <-ctx.Done():
 			return
@@ -196,15 +203,24 @@ func (p *Poller) compress(dst, body []byte) []byte {
 	return envelope.Compress(dst, body)
 }
 
-// scrapeOnce scrapes t, puts the resulting message in the outbox and returns
-// the compression buffer for reuse.
-func (p *Poller) scrapeOnce(ctx context.Context, t config.Target, log *slog.Logger, body *bytes.Buffer, sizeHint int, compressed []byte, lastFailed *bool) []byte {
+// scrapeOnce scrapes t and puts the resulting message in the outbox. The
+// buffers it borrows are back in the pool when it returns; the message does
+// not alias them.
+func (p *Poller) scrapeOnce(ctx context.Context, t *target) {
 	start := p.now()
 	sctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
-	contentType, err := p.scraper.scrape(sctx, t.Job, t.URL, body, sizeHint)
+	body, contentType, err := p.scraper.scrape(sctx, t.Job, t.URL, &p.buffers, t.lastSize)
 	cancel()
+	if body != nil {
+		defer p.buffers.putBody(body)
+	}
 	if ctx.Err() != nil {
-		return compressed // shutting down: a cancelled scrape is not a failed target
+		return // shutting down: a cancelled scrape is not a failed target
+	}
+	bodyLen := 0
+	if err == nil {
+		bodyLen = body.Len()
+		t.lastSize = bodyLen
 	}
 	env := envelope.Envelope{
 		Job:            t.Job,
@@ -216,52 +232,61 @@ func (p *Poller) scrapeOnce(ctx context.Context, t config.Target, log *slog.Logg
 		ContentType:    contentType,
 		Codec:          p.opts.Codec,
 	}
+	var msg []byte
 	if err == nil {
-		compressed = p.compress(compressed, body.Bytes())
-		env.Payload = compressed
+		compressed := p.buffers.compression()
+		*compressed = p.compress(*compressed, body.Bytes())
+		env.Payload = *compressed
+		msg, err = p.encode(&env, nil)
+		p.buffers.putCompression(compressed)
+	} else {
+		msg, err = p.encode(&env, err)
 	}
-	msg, err := p.encode(&env, err)
 	if err != nil {
 		// Only a broken invariant gets here (a job or name the config
 		// should have refused); nothing can be published for it.
-		log.Error("cannot encode scrape", "err", err)
-		return compressed
+		t.log.Error("cannot encode scrape", "err", err)
+		return
 	}
-	p.metrics.scrapeDuration.WithLabelValues(t.Job, t.Name).Set(env.ScrapeDuration.Seconds())
-	p.metrics.scrapeBytes.WithLabelValues(t.Job, t.Name).Set(float64(body.Len()))
-	p.metrics.messageBytes.WithLabelValues(t.Job, t.Name).Set(float64(len(msg)))
-	if env.Outcome == envelope.OutcomeFailure {
-		p.metrics.scrapes.WithLabelValues(t.Job, t.Name, "failure").Inc()
-		// A target that stays down is logged when it goes down, not every scrape.
-		level := slog.LevelDebug
-		if !*lastFailed {
-			level = slog.LevelWarn
-		}
-		log.Log(ctx, level, "scrape failed", "err", env.Error)
-		*lastFailed = true
-	} else {
-		p.metrics.scrapes.WithLabelValues(t.Job, t.Name, "success").Inc()
-		if *lastFailed {
-			log.Info("scrape recovered")
-		}
-		*lastFailed = false
-	}
+	t.metrics.observe(env.ScrapeDuration, bodyLen, len(msg))
+	p.logOutcome(ctx, t, &env)
 	header := env
 	header.Payload = nil // the message keeps the header only, to re-encode it as a failure if it must
-	if p.outbox.put(&message{key: t.Job + "\x00" + t.Name, data: msg, env: header}) {
+	if p.outbox.put(&message{key: t.key, data: msg, env: header}) {
 		p.metrics.replaced.Inc()
 	}
-	return compressed
+}
+
+// logOutcome counts the scrape by outcome and logs a target going down
+// and coming back.
+func (p *Poller) logOutcome(ctx context.Context, t *target, env *envelope.Envelope) {
+	if env.Outcome == envelope.OutcomeFailure {
+		t.metrics.failure.Inc()
+		level := slog.LevelDebug
+		if !t.lastFailed {
+			level = slog.LevelWarn
+		}
+		t.log.Log(ctx, level, "scrape failed", "err", env.Error)
+		t.lastFailed = true
+		return
+	}
+	t.metrics.success.Inc()
+	if t.lastFailed {
+		t.log.Info("scrape recovered")
+	}
+	t.lastFailed = false
 }
 
 // encode builds the message for env, turning scrapeErr, or a message larger
 // than the stream accepts, into a failed scrape so it still reaches the
-// centre as up 0 with the reason.
+// centre as up 0 with the reason. The message is a new slice of its exact
+// size: it never aliases env.Payload, which is a borrowed buffer, and it
+// lives in the outbox until the stream acknowledges it.
 func (p *Poller) encode(env *envelope.Envelope, scrapeErr error) ([]byte, error) {
 	if scrapeErr != nil {
 		p.fail(env, scrapeErr)
 	}
-	msg, err := envelope.Append(make([]byte, 0, len(env.Payload)+256), env)
+	msg, err := envelope.Append(nil, env)
 	if err != nil {
 		return nil, err
 	}

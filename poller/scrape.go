@@ -39,35 +39,52 @@ func (e *scrapeError) Unwrap() error { return e.err }
 type scraper struct {
 	client    *http.Client            // for jobs not in clients
 	clients   map[string]*http.Client // by job
-	timeout   time.Duration
 	bodyLimit int64
-	userAgent string
-	gzip      sync.Pool // of *gzip.Reader
+	header    http.Header // every request's headers; each request gets a copy
+	gzip      sync.Pool   // of *gzip.Reader
 }
 
-// scrape GETs url with job's client into buf (reset first) and returns the
-// response's Content-Type. sizeHint is the size of the target's previous
-// body, to size buf when the response does not say. It asks for gzip and inflates the body itself,
+// newScraper returns a scraper that sends opts' user agent and timeout, and
+// reads at most opts.BodyLimit bytes of a body.
+func newScraper(client *http.Client, opts Options) *scraper {
+	return &scraper{
+		client:    client,
+		clients:   opts.HTTPClients,
+		bodyLimit: opts.BodyLimit,
+		header: http.Header{
+			"Accept":                              {acceptHeader},
+			"Accept-Encoding":                     {"gzip"},
+			"User-Agent":                          {opts.UserAgent},
+			"X-Prometheus-Scrape-Timeout-Seconds": {strconv.FormatFloat(opts.Timeout.Seconds(), 'f', -1, 64)},
+		},
+	}
+}
+
+// scrape GETs url with job's client and returns the body and the
+// response's Content-Type. It asks for gzip and inflates the body itself,
 // as Prometheus does, because prometheus/common's transports leave
 // compression to the caller; body_size_limit applies to the inflated
 // body. The error is a *scrapeError.
-func (s *scraper) scrape(ctx context.Context, job, url string, buf *bytes.Buffer, sizeHint int) (string, error) {
-	buf.Reset()
+//
+// The body is in a buffer borrowed from bufs, which the caller gives back.
+// It is borrowed only once a 2xx response is in, so that scrapes waiting
+// on slow or hung targets hold no buffer; on error none is returned.
+// sizeHint is the size of the target's previous body, to size the buffer
+// when the response does not say.
+func (s *scraper) scrape(ctx context.Context, job, url string, bufs *buffers, sizeHint int) (*bytes.Buffer, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return "", &scrapeError{reasonConnection, fmt.Errorf("build request: %w", err)}
+		return nil, "", &scrapeError{reasonConnection, fmt.Errorf("build request: %w", err)}
 	}
-	req.Header.Set("Accept", acceptHeader)
-	req.Header.Set("Accept-Encoding", "gzip")
-	req.Header.Set("User-Agent", s.userAgent)
-	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", strconv.FormatFloat(s.timeout.Seconds(), 'f', -1, 64))
+	// One allocation for every value instead of one per header set.
+	req.Header = s.header.Clone()
 	client := s.clients[job]
 	if client == nil {
 		client = s.client
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", classify(err, reasonConnection)
+		return nil, "", classify(err, reasonConnection)
 	}
 	defer func() {
 		// Drain a little so the connection can be reused, but never read an
@@ -76,37 +93,57 @@ func (s *scraper) scrape(ctx context.Context, job, url string, buf *bytes.Buffer
 		_ = resp.Body.Close()
 	}()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return "", &scrapeError{reasonHTTPStatus, fmt.Errorf("server returned HTTP status %s", resp.Status)}
+		return nil, "", &scrapeError{reasonHTTPStatus, fmt.Errorf("server returned HTTP status %s", resp.Status)}
 	}
 	var body io.Reader = resp.Body
-	tooLarge := &scrapeError{reasonBodyTooLarge, fmt.Errorf("body exceeds the limit of %d bytes (body_size_limit)", s.bodyLimit)}
+	length := resp.ContentLength
 	if enc := resp.Header.Get("Content-Encoding"); strings.EqualFold(enc, "gzip") || strings.EqualFold(enc, "x-gzip") {
 		zr, err := s.gzipReader(resp.Body)
 		if err != nil {
-			return "", classify(fmt.Errorf("read gzip body: %w", err), reasonRead)
+			return nil, "", classify(fmt.Errorf("read gzip body: %w", err), reasonRead)
 		}
 		defer s.gzip.Put(zr)
 		body = zr
-	} else if resp.ContentLength > s.bodyLimit {
-		return "", tooLarge // said up front: not worth reading
-	} else if resp.ContentLength > 0 {
+		length = -1 // the inflated length is not said
+	} else if length > s.bodyLimit {
+		return nil, "", s.tooLarge() // said up front: not worth reading
+	}
+	buf, err := s.read(body, length, sizeHint, bufs)
+	if err != nil {
+		return nil, "", err
+	}
+	return buf, resp.Header.Get("Content-Type"), nil
+}
+
+// read reads body, of length bytes when that is known (> 0), into a
+// buffer borrowed from bufs. On error it gives the buffer back.
+func (s *scraper) read(body io.Reader, length int64, sizeHint int, bufs *buffers) (*bytes.Buffer, error) {
+	buf := bufs.body()
+	switch {
+	case length > 0:
 		// One allocation of the right size instead of doubling up to
 		// twice the body, which matters for bodies near the limit.
-		buf.Grow(int(resp.ContentLength) + bytes.MinRead)
-	}
-	if resp.ContentLength <= 0 && sizeHint > 0 {
+		buf.Grow(int(length) + bytes.MinRead)
+	case sizeHint > 0:
 		// Unknown length: start from what this target sent last time
 		// (exporters' sizes are stable), as Prometheus sizes its buffers.
 		buf.Grow(int(min(int64(sizeHint), s.bodyLimit+1)) + bytes.MinRead)
 	}
 	n, err := buf.ReadFrom(io.LimitReader(body, s.bodyLimit+1))
+	if err == nil && n > s.bodyLimit {
+		err = s.tooLarge()
+	} else if err != nil {
+		err = classify(fmt.Errorf("read body: %w", err), reasonRead)
+	}
 	if err != nil {
-		return "", classify(fmt.Errorf("read body: %w", err), reasonRead)
+		bufs.putBody(buf)
+		return nil, err
 	}
-	if n > s.bodyLimit {
-		return "", tooLarge
-	}
-	return resp.Header.Get("Content-Type"), nil
+	return buf, nil
+}
+
+func (s *scraper) tooLarge() *scrapeError {
+	return &scrapeError{reasonBodyTooLarge, fmt.Errorf("body exceeds the limit of %d bytes (body_size_limit)", s.bodyLimit)}
 }
 
 // gzipReader returns a pooled gzip reader reset to r; the caller puts it

@@ -56,7 +56,13 @@ type converted struct {
 // otherwise overwrite it with the group's value and refuse the resulting
 // duplicate series (the poller's own per-target metrics carry job and
 // instance labels, for one).
-func convert(env *envelope.Envelope, body []byte, groupLabels []string, out *bytes.Buffer) (converted, error) {
+//
+// check, when not nil, is given every family of the push, up and the other
+// scrape series included, sorted by name, and returns those to encode: the
+// consistency check sits between parsing and encoding, so what it leaves
+// out is never sent. scrape_samples_scraped counts the samples the target
+// exposed, before the check.
+func convert(env *envelope.Envelope, body []byte, groupLabels []string, check func([]*dto.MetricFamily) []*dto.MetricFamily, out *bytes.Buffer) (converted, error) {
 	var res converted
 	var fams []*dto.MetricFamily
 	up := 0.0
@@ -87,19 +93,28 @@ func convert(env *envelope.Envelope, body []byte, groupLabels []string, out *byt
 		}
 		kept = append(kept, mf)
 	}
-	slices.SortFunc(kept, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
 	kept = append(kept,
 		gauge(metricUp, upHelp, up),
 		gauge(metricDuration, "Duration of the scrape of the target, as the poller measured it.", env.ScrapeDuration.Seconds()),
 		gauge(metricSamples, samplesHelp, float64(samples)),
 	)
+	return res, encode(kept, check, out)
+}
+
+// encode sorts fams by name, passes them through check (when not nil) and
+// writes what it returns to out in the push format.
+func encode(fams []*dto.MetricFamily, check func([]*dto.MetricFamily) []*dto.MetricFamily, out *bytes.Buffer) error {
+	slices.SortFunc(fams, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
+	if check != nil {
+		fams = check(fams)
+	}
 	enc := expfmt.NewEncoder(out, pushFormat)
-	for _, mf := range kept {
+	for _, mf := range fams {
 		if err := enc.Encode(mf); err != nil {
-			return res, fmt.Errorf("encode %s for the pushgateway: %w", mf.GetName(), err)
+			return fmt.Errorf("encode %s for the pushgateway: %w", mf.GetName(), err)
 		}
 	}
-	return res, nil
+	return nil
 }
 
 // parse reads an exposition in the format its content type names. A
@@ -117,16 +132,7 @@ func parse(contentType string, body []byte) (fams []*dto.MetricFamily, err error
 	if mediaType == expfmt.ProtoType && params["encoding"] == "delimited" {
 		return parseDelimited(body)
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	m, err := parser.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("parse text exposition: %w", err)
-	}
-	fams = make([]*dto.MetricFamily, 0, len(m))
-	for _, mf := range m {
-		fams = append(fams, mf)
-	}
-	return fams, nil
+	return parseText(body)
 }
 
 // parseDelimited reads length-delimited MetricFamily messages. It does not

@@ -78,7 +78,7 @@ func TestConvert(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			env := &envelope.Envelope{Outcome: c.outcome, ContentType: c.contentType, ScrapeDuration: 250 * time.Millisecond}
 			var out bytes.Buffer
-			res, err := convert(env, c.body, []string{"job", "instance"}, &out)
+			res, err := convert(env, c.body, []string{"job", "instance"}, nil, &out)
 			if err != nil {
 				t.Fatal(err)
 			}

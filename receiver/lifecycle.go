@@ -7,7 +7,6 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/pushgateway"
@@ -133,21 +132,27 @@ func (w *worker) control(ctx context.Context, g *group, it *item) {
 	var err error
 	switch it.control {
 	case controlMarkDown:
+		// The down body goes through the consistency check like a
+		// scrape: the group then holds up and the marker alone.
 		w.out.Reset()
-		if err = downBody(&w.out); err == nil {
+		answered := true
+		if err = downBody(&w.out, w.checkFor(g)); err == nil {
 			err = r.push.Push(pctx, g.key, string(pushFormat), w.out.Bytes())
+			answered = err == nil || notTaken(err)
 		}
+		w.finish(g, err == nil, answered)
 		if err == nil {
 			r.metrics.markedDown.Inc()
 			r.log.Info("no scrape of the group arrived for down_after; replaced it with up 0", "group", g.key, "down_after", r.opts.DownAfter)
 		}
 	case controlDelete:
 		if err = r.push.Delete(pctx, g.key); err == nil {
+			r.book.forget(g.id) // before finish: the group's next push may start at once
 			r.metrics.deleted.Inc()
 			r.log.Info("no scrape of the group arrived for delete_after; deleted it", "group", g.key, "delete_after", r.opts.DeleteAfter)
 		}
+		r.sched.finish(g, err == nil)
 	}
-	r.sched.finish(g, err == nil)
 	if err == nil {
 		return
 	}
@@ -168,13 +173,10 @@ func (w *worker) control(ctx context.Context, g *group, it *item) {
 
 // downBody is a push body that says only that the target is down, with
 // scrape_samples_scraped 0 so the group still carries the marker a
-// restarted receiver finds its groups by.
-func downBody(out *bytes.Buffer) error {
-	enc := expfmt.NewEncoder(out, pushFormat)
-	for _, mf := range []*dto.MetricFamily{gauge(metricUp, upHelp, 0), gauge(metricSamples, samplesHelp, 0)} {
-		if err := enc.Encode(mf); err != nil {
-			return fmt.Errorf("encode the down body: %w", err)
-		}
+// restarted receiver finds its groups by. check is as for convert.
+func downBody(out *bytes.Buffer, check func([]*dto.MetricFamily) []*dto.MetricFamily) error {
+	if err := encode([]*dto.MetricFamily{gauge(metricUp, upHelp, 0), gauge(metricSamples, samplesHelp, 0)}, check, out); err != nil {
+		return fmt.Errorf("the down body: %w", err)
 	}
 	return nil
 }

@@ -98,9 +98,11 @@ func TestPublishersAllowList(t *testing.T) {
 	e.waitGateway(t, "allowed", map[string]string{"job": "node", "publisher": "dc1"}, 3)
 	e.waitGateway(t, "allowed", map[string]string{"job": "anything", "publisher": "dc2"}, 4)
 	m := e.receiver.metrics
+	// At least once: under load the server may deliver a message again
+	// before its acknowledgement arrives, and every delivery is counted.
 	testenv.WaitFor(t, "the refused publisher and job to be counted", 5*time.Second, func() bool {
-		return testutil.ToFloat64(m.dropped.WithLabelValues(dropPublisherNotAllowed)) == 1 &&
-			testutil.ToFloat64(m.dropped.WithLabelValues(dropJobNotAllowed)) == 1
+		return testutil.ToFloat64(m.dropped.WithLabelValues(dropPublisherNotAllowed)) >= 1 &&
+			testutil.ToFloat64(m.dropped.WithLabelValues(dropJobNotAllowed)) >= 1
 	})
 	if e.gatewayHas("allowed", map[string]string{"publisher": "evil"}) || e.gatewayHas("allowed", map[string]string{"job": "app"}) {
 		t.Fatal("a refused scrape reached the Pushgateway")

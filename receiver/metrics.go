@@ -50,13 +50,22 @@ type metrics struct {
 	markedDown     prometheus.Counter
 	deleted        prometheus.Counter
 	groups         prometheus.GaugeFunc
+	// The consistency check's (see consistency.go).
+	familiesDropped *prometheus.CounterVec // reason
+	seriesDropped   *prometheus.CounterVec // reason
+	lag             prometheus.GaugeFunc
+}
+
+// gauges are the functions behind the receiver's gauge funcs.
+type gauges struct {
+	waiting, groups, lag func() float64
 }
 
 func dropReasons() []string {
 	return append(envelope.Reasons(), dropStale, dropFuture, dropSuperseded, dropRejected, dropPublisherNotAllowed, dropJobNotAllowed)
 }
 
-func newMetrics(reg prometheus.Registerer, waiting, groups func() float64) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, g gauges) (*metrics, error) {
 	latency := prometheus.ExponentialBuckets(0.005, 2.5, 12) // 5ms .. ~5 min
 	m := &metrics{
 		received: prometheus.NewCounter(prometheus.CounterOpts{
@@ -106,7 +115,7 @@ func newMetrics(reg prometheus.Registerer, waiting, groups func() float64) (*met
 		groupsWaiting: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "groups_waiting",
 			Help: "Groups with a scrape waiting for a push worker; a lasting non-zero value means the Pushgateway does not keep up.",
-		}, waiting),
+		}, g.waiting),
 		ackFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "ack_failures_total",
 			Help: "Acknowledgements that failed (the connection was lost); the server redelivers those messages.",
@@ -126,11 +135,23 @@ func newMetrics(reg prometheus.Registerer, waiting, groups func() float64) (*met
 		groups: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "groups",
 			Help: "Groups the receiver tracks (pushed, and not yet deleted).",
-		}, groups),
+		}, g.groups),
 		legacyMessages: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "legacy_messages_total",
 			Help: "Messages in the prometheus-streams 1.0 JSON format (pollers not yet upgraded).",
 		}),
+		familiesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "families_dropped_total",
+			Help: "Metric families left out of a push because the Pushgateway's /metrics could not serve them next to what it holds, by reason: type_clash (another type than the group holding the family gave it), name_clash (a histogram or summary next to a family named like one of its series: _count, _sum, _bucket). The rest of the scrape is pushed.",
+		}, []string{"reason"}),
+		seriesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "series_dropped_total",
+			Help: "Series left out of a push, by reason: duplicate (same name and labels as an earlier series of the scrape, which is kept), invalid (the Pushgateway's /metrics could not serve it: a label name repeated or starting with __, a quantile label on a summary, a value not of the family's type).",
+		}, []string{"reason"}),
+		lag: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "lag_seconds",
+			Help: "Age (the receiver's clock minus the scrape's start) of the oldest scrape waiting for a push worker, 0 when none waits. Below the scrape interval, the Pushgateway keeps up; approaching max_age, it does not, and scrapes are dropped as stale.",
+		}, g.lag),
 	}
 	for _, r := range dropReasons() {
 		m.dropped.WithLabelValues(r)
@@ -138,10 +159,16 @@ func newMetrics(reg prometheus.Registerer, waiting, groups func() float64) (*met
 	for _, r := range []string{pushSuccess, pushRejected, pushError} {
 		m.pushes.WithLabelValues(r)
 	}
+	for _, r := range []string{clashType, clashName} {
+		m.familiesDropped.WithLabelValues(r)
+	}
+	for _, r := range []string{seriesDuplicate, seriesInvalid} {
+		m.seriesDropped.WithLabelValues(r)
+	}
 	for _, c := range []prometheus.Collector{
 		m.received, m.acked, m.dropped, m.pushes, m.pushDuration, m.delivery, m.messageAge,
 		m.stripped, m.renamed, m.unparseable, m.lastMessage, m.groupsWaiting, m.ackFailures, m.legacyMessages,
-		m.conflicts, m.markedDown, m.deleted, m.groups,
+		m.conflicts, m.markedDown, m.deleted, m.groups, m.familiesDropped, m.seriesDropped, m.lag,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register receiver metrics: %w", err)

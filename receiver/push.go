@@ -3,11 +3,13 @@ package receiver
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/internal/backoff"
 	"github.com/choria-io/prometheus-streams/pushgateway"
+	"github.com/choria-io/prometheus-streams/stream"
 )
 
 // process pushes the group's active scrape: at least once, retrying
@@ -21,15 +23,18 @@ func (w *worker) process(ctx context.Context, g *group, it *item) {
 		w.control(ctx, g, it)
 		return
 	}
-	contentType, err := w.prepare(it.env)
+	contentType, err := w.prepare(g, it.env)
 	if err != nil {
 		r.dropAll(r.sched.finish(g, false), envelope.Reason(err), fmt.Errorf("%s: %w", g.key, err))
 		return
 	}
+	// answered: every failed attempt so far was answered in a way that
+	// says the Pushgateway did not take it.
+	answered := true
 	b := backoff.New(r.opts.RetryMin, r.opts.RetryMax)
 	for attempt := 1; ; attempt++ {
 		if r.now().Sub(it.env.ScrapeStart) > r.opts.MaxAge {
-			r.dropAll(r.sched.finish(g, false), dropStale,
+			r.dropAll(w.finish(g, false, answered), dropStale,
 				fmt.Errorf("scrape of %s became older than max_age after %d failed push attempts", g.key, attempt-1))
 			return
 		}
@@ -43,12 +48,13 @@ func (w *worker) process(ctx context.Context, g *group, it *item) {
 			if attempt > 1 {
 				r.log.Info("push succeeded after retries", "group", g.key, "attempts", attempt)
 			}
-			r.ack("", r.sched.finish(g, true))
+			r.ack("", w.finish(g, true, answered))
 			return
 		}
+		answered = answered && notTaken(err)
 		if !pushgateway.Retryable(err) {
 			r.metrics.pushes.WithLabelValues(pushRejected).Inc()
-			r.dropAll(r.sched.finish(g, false), dropRejected, fmt.Errorf("pushgateway refused the scrape of %s: %w", g.key, err))
+			r.dropAll(w.finish(g, false, answered), dropRejected, fmt.Errorf("pushgateway refused the scrape of %s: %w", g.key, err))
 			return
 		}
 		r.metrics.pushes.WithLabelValues(pushError).Inc()
@@ -62,19 +68,49 @@ func (w *worker) process(ctx context.Context, g *group, it *item) {
 			r.log.Debug("push failed, retrying", "group", g.key, "err", err, "attempt", attempt)
 		}
 		if r.sched.hasNewer(g) {
-			r.ack(dropSuperseded, r.sched.finish(g, false))
+			r.ack(dropSuperseded, w.finish(g, false, answered))
 			return
 		}
 		if !b.Wait(ctx) {
-			r.sched.finish(g, false) // shutting down: redelivered later
+			w.finish(g, false, answered) // shutting down: redelivered later
 			return
 		}
 	}
 }
 
-// prepare decompresses and converts the scrape into w.out and returns the
-// content type to push it with.
-func (w *worker) prepare(env *envelope.Envelope) (string, error) {
+// finish settles the group's reservation in the consistency book, then
+// ends its push in the scheduler and returns the deliveries to
+// acknowledge. The order matters: once the scheduler is told, another
+// worker may start the group's next push, which reserves afresh.
+func (w *worker) finish(g *group, pushed, answered bool) []stream.Message {
+	o := pushApplied
+	switch {
+	case !pushed && answered:
+		o = pushNotApplied
+	case !pushed:
+		o = pushUnknown
+	}
+	w.r.book.settle(g.id, o)
+	return w.r.sched.finish(g, pushed)
+}
+
+// notTaken reports whether a failed push certainly did not change the
+// Pushgateway: refused with a 4xx (by it or a proxy in front), or never
+// sent. A 5xx may come from a proxy after the Pushgateway took the push,
+// and a network error or timeout may hide an answer that was on its way.
+func notTaken(err error) bool {
+	var se *pushgateway.StatusError
+	if errors.As(err, &se) {
+		return se.Code < 500
+	}
+	return errors.Is(err, pushgateway.ErrInvalidGroupingKey)
+}
+
+// prepare decompresses and converts the scrape into w.out, leaving out
+// what the consistency check refuses (and reserving the rest for g in the
+// book: the caller settles it), and returns the content type to push it
+// with. On error nothing stays reserved.
+func (w *worker) prepare(g *group, env *envelope.Envelope) (string, error) {
 	r := w.r
 	var err error
 	w.body, err = env.Body(w.body[:0], int(r.opts.BodyLimit))
@@ -82,8 +118,9 @@ func (w *worker) prepare(env *envelope.Envelope) (string, error) {
 		return "", err
 	}
 	w.out.Reset()
-	res, err := convert(env, w.body, w.r.groupLabels, &w.out)
+	res, err := convert(env, w.body, w.r.groupLabels, w.checkFor(g), &w.out)
 	if err != nil {
+		r.book.settle(g.id, pushNotApplied)
 		return "", err
 	}
 	if res.stripped > 0 {

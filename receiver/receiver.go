@@ -59,6 +59,7 @@ type Receiver struct {
 	log      *slog.Logger
 	metrics  *metrics
 	sched    *scheduler
+	book     *book // the families in the Pushgateway, for the consistency check
 	now      func() time.Time
 	stopping atomic.Bool
 	// groupLabels are the grouping key's label names besides job.
@@ -74,6 +75,9 @@ type Receiver struct {
 	// controlFailLog rate-limits failed mark-downs and deletes, which every
 	// silent group repeats every lifecycle tick while the Pushgateway is away.
 	controlFailLog rate.Sometimes
+	// clashLog rate-limits what the consistency check leaves out, which
+	// repeats every scrape of the offending targets.
+	clashLog rate.Sometimes
 }
 
 // New validates opts and registers the receiver's metrics on reg.
@@ -106,7 +110,11 @@ func New(opts Options, sub stream.Subscriber, push *pushgateway.Client, logger *
 		logger = slog.New(slog.DiscardHandler)
 	}
 	sched := newScheduler()
-	m, err := newMetrics(reg, func() float64 { return float64(sched.waiting()) }, func() float64 { return float64(sched.size()) })
+	m, err := newMetrics(reg, gauges{
+		waiting: func() float64 { return float64(sched.waiting()) },
+		groups:  func() float64 { return float64(sched.size()) },
+		lag:     func() float64 { return sched.lag().Seconds() },
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -122,11 +130,13 @@ func New(opts Options, sub stream.Subscriber, push *pushgateway.Client, logger *
 		log:            logger.With("component", "receiver"),
 		metrics:        m,
 		sched:          sched,
+		book:           newBook(),
 		now:            time.Now,
 		logEvery:       map[string]*rate.Sometimes{},
 		pushFailLog:    rate.Sometimes{Interval: time.Minute},
 		conflictLog:    rate.Sometimes{Interval: time.Minute},
 		controlFailLog: rate.Sometimes{Interval: time.Minute},
+		clashLog:       rate.Sometimes{Interval: time.Minute},
 	}, nil
 }
 
@@ -142,6 +152,10 @@ func (r *Receiver) Run(ctx context.Context) error {
 	subErr := make(chan error, 1)
 	go func() { subErr <- r.sub.Subscribe(subCtx, r.handle) }()
 
+	// Before the first push: the consistency check must know what the
+	// Pushgateway already holds. Scrapes arriving meanwhile wait in the
+	// scheduler, latest-wins.
+	r.seedBook(ctx)
 	var wg sync.WaitGroup
 	for range r.opts.Concurrency {
 		wg.Go(func() { r.work(ctx) })
@@ -303,4 +317,5 @@ type worker struct {
 	r    *Receiver
 	body []byte
 	out  bytes.Buffer
+	chk  *checker // created on first use
 }

@@ -252,16 +252,30 @@ func TestStripsTimestampsAndPushesUnparseableAsDown(t *testing.T) {
 func TestRefusedPushIsAckedNotRetried(t *testing.T) {
 	e := newEnv(t, Options{}, "")
 	now := time.Now()
-	e.publish(t, scrape(t, "a", "1", now, testenv.TextContentType, []byte("# TYPE clash counter\nclash 1\n")))
-	e.waitGateway(t, "clash", map[string]string{"job": "a"}, 1)
-	// The same metric as a gauge in another group: the Pushgateway's
-	// consistency check answers 400.
+	// A first push: once it is there, the receiver has read what the
+	// Pushgateway held at its start.
+	e.publish(t, scrape(t, "warmup", "1", now, testenv.TextContentType, []byte("w 1\n")))
+	e.waitGateway(t, "w", map[string]string{"job": "warmup"}, 1)
+	// A clash the receiver's own check cannot know of: pushed by someone
+	// else after its start. The Pushgateway's consistency check answers 400.
+	client, err := pushgateway.New(pushgateway.Options{URL: e.gateway})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.CloseIdleConnections)
+	if err := client.Push(t.Context(), pushgateway.GroupingKey{Job: "other"}, testenv.TextContentType, []byte("# TYPE clash counter\nclash 1\n")); err != nil {
+		t.Fatal(err)
+	}
 	e.publish(t, scrape(t, "b", "1", now, testenv.TextContentType, []byte("# TYPE clash gauge\nclash 2\n")))
 	testenv.WaitFor(t, "the clash to be refused and dropped", 5*time.Second, func() bool {
 		return testutil.ToFloat64(e.receiver.metrics.dropped.WithLabelValues(dropRejected)) == 1
 	})
 	if n := testutil.ToFloat64(e.receiver.metrics.pushes.WithLabelValues(pushRejected)); n != 1 {
 		t.Fatalf("rejected pushes = %v, want exactly 1 (never retried)", n)
+	}
+	// Refused: the group's reservation is released.
+	if _, groups := e.receiver.book.size(); groups != 1 {
+		t.Fatalf("the book has %d groups, want 1 (warmup)", groups)
 	}
 }
 

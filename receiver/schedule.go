@@ -299,6 +299,28 @@ func (s *scheduler) size() int {
 	return len(s.groups)
 }
 
+// lag is the age (by s.now, the receiver's clock) of the oldest scrape
+// waiting for a push worker, since its start; 0 when none waits. A scrape
+// queued behind its own group's push in progress is not waiting for a
+// worker and does not count (it replaces or gets replaced, latest-wins).
+func (s *scheduler) lag() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var oldest time.Time
+	for _, g := range s.ready {
+		if g.pending == nil || g.pending.env == nil {
+			continue // nothing left, or an action of the receiver's own
+		}
+		if start := g.pending.start(); oldest.IsZero() || start.Before(oldest) {
+			oldest = start
+		}
+	}
+	if oldest.IsZero() {
+		return 0
+	}
+	return max(s.now().Sub(oldest), 0)
+}
+
 // waiting is the number of groups with a scrape waiting for a worker.
 func (s *scheduler) waiting() int {
 	s.mu.Lock()

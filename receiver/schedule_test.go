@@ -198,3 +198,57 @@ func TestSchedulerOldScrapeDoesNotCancelAQueuedAction(t *testing.T) {
 	}
 	s.finish(g, true)
 }
+
+func TestSchedulerLag(t *testing.T) {
+	s := newScheduler()
+	t0 := time.Unix(1000, 0)
+	clock := t0
+	s.now = func() time.Time { return clock }
+	ctx := context.Background()
+	if got := s.lag(); got != 0 {
+		t.Fatalf("lag with nothing waiting = %v, want 0", got)
+	}
+	// a waits with the oldest scrape; b's newer one waits behind it.
+	s.offer("a", pushgateway.GroupingKey{Job: "a"}, newItem("a1", t0))
+	s.offer("b", pushgateway.GroupingKey{Job: "b"}, newItem("b1", t0.Add(2*time.Second)))
+	clock = t0.Add(5 * time.Second)
+	if got := s.lag(); got != 5*time.Second {
+		t.Fatalf("lag = %v, want 5s (a's scrape)", got)
+	}
+	// A newer scrape of a replaces the waiting one: latest-wins keeps the
+	// lag down while workers keep up.
+	s.offer("a", pushgateway.GroupingKey{Job: "a"}, newItem("a2", t0.Add(4*time.Second)))
+	if got := s.lag(); got != 3*time.Second {
+		t.Fatalf("lag = %v, want 3s (b's scrape, now the oldest)", got)
+	}
+	// Workers take both; a scrape of b arriving meanwhile waits for b's
+	// push, not for a worker, and does not count.
+	ga, _ := s.next(ctx)
+	gb, _ := s.next(ctx)
+	if got := s.offer("b", pushgateway.GroupingKey{Job: "b"}, newItem("b2", t0.Add(6*time.Second))); len(got) != 0 {
+		t.Fatalf("b2 superseded %v", ids(got))
+	}
+	if got := s.lag(); got != 0 {
+		t.Fatalf("lag with both groups at a worker = %v, want 0", got)
+	}
+	// Once b's push is over, b2 waits for a worker.
+	clock = t0.Add(10 * time.Second)
+	s.finish(gb, true)
+	if got := s.lag(); got != 4*time.Second {
+		t.Fatalf("lag = %v, want 4s (b2)", got)
+	}
+	gb, _ = s.next(ctx)
+	s.finish(gb, true)
+	// The receiver's own actions have no scrape and no age.
+	s.finish(ga, true)
+	s.reap(clock.Add(time.Hour), time.Time{})
+	if s.waiting() != 2 || s.lag() != 0 {
+		t.Fatalf("queued mark-downs: waiting %d, lag %v; want 2 and 0", s.waiting(), s.lag())
+	}
+	// A clock behind the scrape's start (the poller's clock ahead) is no
+	// negative lag.
+	s.offer("c", pushgateway.GroupingKey{Job: "c"}, newItem("c1", clock.Add(time.Second)))
+	if got := s.lag(); got != 0 {
+		t.Fatalf("lag of a scrape from the future = %v, want 0", got)
+	}
+}

@@ -60,7 +60,7 @@ func newDaemonCmd(g *globalFlags, role, short string) *cobra.Command {
 				return err
 			}
 			if cfg.MonitorPort > 0 {
-				mon, err := monitor.New(cfg.MonitorAddress(), cfg.MonitorWebConfig, reg, d.ready, logger)
+				mon, err := monitor.New(cfg.MonitorAddress(), cfg.MonitorWebConfig, reg, d.ready, logger, monitor.WithPprof(cfg.MonitorPprof))
 				if err != nil {
 					return err
 				}

@@ -84,6 +84,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newDaemonCmd(g, "poller", "Scrape the configured targets and publish every scrape to the poller_stream"),
 		newDaemonCmd(g, "receiver", "Consume the receiver_stream and push every group's newest scrape to the Pushgateway"),
 		newDemoCmd(g),
+		newBenchCmd(),
 		newCheckConfigCmd(g),
 		&cobra.Command{
 			Use:   "version",

@@ -1,7 +1,8 @@
 // Package monitor serves a daemon's own metrics and health on the
-// monitor_port: /metrics, /healthz (the process runs) and /readyz (its
-// stream connection is up). TLS and basic auth come from an exporter-toolkit
-// web configuration file, as in every Prometheus exporter.
+// monitor_port: /metrics, /healthz (the process runs), /readyz (its
+// stream connection is up) and, when enabled, Go's profiles under
+// /debug/pprof/. TLS and basic auth come from an exporter-toolkit web
+// configuration file, as in every Prometheus exporter.
 package monitor
 
 import (
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -28,6 +30,23 @@ type Server struct {
 	log       *slog.Logger
 }
 
+// Option changes what New serves.
+type Option func(*options)
+
+type options struct {
+	pprof bool
+}
+
+// WithPprof serves net/http/pprof's index, profiles, cmdline, symbol and
+// trace under /debug/pprof/ when enabled (monitor_pprof), behind the same
+// TLS and authentication as /metrics. They are registered on the
+// monitor's own mux only, never on http.DefaultServeMux. Profiles expose
+// the process's internals (its command line, goroutine stacks) and cost
+// CPU while they are taken, so they are off unless asked for.
+func WithPprof(enabled bool) Option {
+	return func(o *options) { o.pprof = enabled }
+}
+
 // New checks the web configuration file webConfig (exporter-toolkit's
 // format: tls_server_config, basic_auth_users...; "" serves plain HTTP
 // without authentication) and listens on addr (host:port; an empty host is
@@ -35,7 +54,11 @@ type Server struct {
 // is reported at start-up. The file is read again for every connection and
 // request, so certificates and users can change without a restart. ready
 // decides /readyz.
-func New(addr, webConfig string, g prometheus.Gatherer, ready func() bool, logger *slog.Logger) (*Server, error) {
+func New(addr, webConfig string, g prometheus.Gatherer, ready func() bool, logger *slog.Logger, opts ...Option) (*Server, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := web.Validate(webConfig); err != nil {
 		return nil, fmt.Errorf("monitor: web config %s: %w", webConfig, err)
 	}
@@ -55,12 +78,27 @@ func New(addr, webConfig string, g prometheus.Gatherer, ready func() bool, logge
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	if o.pprof {
+		handlePprof(mux)
+	}
 	return &Server{
 		listener:  ln,
 		srv:       &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		webConfig: webConfig,
 		log:       logger,
 	}, nil
+}
+
+// handlePprof registers net/http/pprof's handlers on mux as that package
+// registers them on http.DefaultServeMux: Index serves the named profiles
+// (heap, goroutine, allocs...) under the /debug/pprof/ prefix, and symbol
+// takes POST as well, for go tool pprof.
+func handlePprof(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
 
 // Scheme returns the scheme the monitor serves with the web configuration

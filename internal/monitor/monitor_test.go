@@ -83,12 +83,13 @@ func TestListenErrorIsReported(t *testing.T) {
 	}
 }
 
-// serve starts a monitor with webConfig and stops it when the test ends.
-func serve(t *testing.T, webConfig string) *Server {
+// serve starts a monitor with webConfig and opts and stops it when the
+// test ends.
+func serve(t *testing.T, webConfig string, opts ...Option) *Server {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "prometheus_streams_test_total", Help: "test"}))
-	s, err := New("127.0.0.1:0", webConfig, reg, func() bool { return true }, slog.New(slog.DiscardHandler))
+	s, err := New("127.0.0.1:0", webConfig, reg, func() bool { return true }, slog.New(slog.DiscardHandler), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +143,7 @@ func TestBasicAuth(t *testing.T) {
 	if scheme, err := Scheme(webConfig); err != nil || scheme != "http" {
 		t.Fatalf("Scheme = %q, %v; want http", scheme, err)
 	}
-	s := serve(t, webConfig)
+	s := serve(t, webConfig, WithPprof(true))
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
@@ -157,11 +158,49 @@ func TestBasicAuth(t *testing.T) {
 		{"healthz", "/healthz", "prometheus", "s3cret", http.StatusOK},
 		{"readyz", "/readyz", "prometheus", "s3cret", http.StatusOK},
 		{"healthz without credentials", "/healthz", "", "", http.StatusUnauthorized},
+		{"pprof", "/debug/pprof/", "prometheus", "s3cret", http.StatusOK},
+		{"pprof without credentials", "/debug/pprof/", "", "", http.StatusUnauthorized},
+		{"heap profile without credentials", "/debug/pprof/heap", "", "", http.StatusUnauthorized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := do(t, client, "http://"+s.Addr()+tt.path, tt.user, tt.password); got != tt.want {
 				t.Errorf("GET %s: %d, want %d", tt.path, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPprof(t *testing.T) {
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	tests := []struct {
+		name string
+		opts []Option
+		path string
+		want int
+	}{
+		{"index", []Option{WithPprof(true)}, "/debug/pprof/", http.StatusOK},
+		{"heap", []Option{WithPprof(true)}, "/debug/pprof/heap?debug=1", http.StatusOK},
+		{"goroutine", []Option{WithPprof(true)}, "/debug/pprof/goroutine?debug=1", http.StatusOK},
+		{"cmdline", []Option{WithPprof(true)}, "/debug/pprof/cmdline", http.StatusOK},
+		{"symbol", []Option{WithPprof(true)}, "/debug/pprof/symbol", http.StatusOK},
+		{"unknown profile", []Option{WithPprof(true)}, "/debug/pprof/nosuch", http.StatusNotFound},
+		{"off by default: index", nil, "/debug/pprof/", http.StatusNotFound},
+		{"off by default: heap", nil, "/debug/pprof/heap?debug=1", http.StatusNotFound},
+		{"disabled: index", []Option{WithPprof(false)}, "/debug/pprof/", http.StatusNotFound},
+		{"disabled: heap", []Option{WithPprof(false)}, "/debug/pprof/heap?debug=1", http.StatusNotFound},
+		{"disabled: cmdline", []Option{WithPprof(false)}, "/debug/pprof/cmdline", http.StatusNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := serve(t, "", tt.opts...)
+			if got := do(t, client, "http://"+s.Addr()+tt.path, "", ""); got != tt.want {
+				t.Errorf("GET %s: %d, want %d", tt.path, got, tt.want)
+			}
+			if got := do(t, client, "http://"+s.Addr()+"/metrics", "", ""); got != http.StatusOK {
+				t.Errorf("GET /metrics beside pprof: %d", got)
 			}
 		})
 	}

@@ -1,0 +1,189 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/procfs"
+)
+
+// daemon is a poller or receiver running as a child process from the same
+// binary, so its CPU and memory are its own.
+type daemon struct {
+	name    string
+	cmd     *exec.Cmd
+	monitor string // http://host:port of its monitor endpoint
+	logPath string
+	done    chan struct{}
+	waitErr error
+}
+
+// startDaemon runs `<exe> --config <config> <role>` with its output in
+// dir/<name>.log and waits until its /readyz answers 200.
+func startDaemon(ctx context.Context, exe, dir, name, role, config string, monitorPort int) (*daemon, error) {
+	logPath := filepath.Join(dir, name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	cmd := exec.Command(exe, "--config", config, role)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		_ = logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	d := &daemon{name: name, cmd: cmd, monitor: fmt.Sprintf("http://127.0.0.1:%d", monitorPort), logPath: logPath, done: make(chan struct{})}
+	go func() {
+		d.waitErr = cmd.Wait()
+		_ = logFile.Close()
+		close(d.done)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if code, _ := get(ctx, d.monitor+"/readyz", io.Discard); code == http.StatusOK {
+			return d, nil
+		}
+		select {
+		case <-d.done:
+			return nil, fmt.Errorf("%s exited before it was ready (%w); see %s", name, d.waitErr, logPath)
+		case <-ctx.Done():
+			d.stop()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			d.stop()
+			return nil, fmt.Errorf("%s not ready after 30s; see %s", name, logPath)
+		}
+	}
+}
+
+// cpu is the daemon's user plus system CPU time so far, in seconds.
+func (d *daemon) cpu() (float64, error) {
+	p, err := procfs.NewProc(d.cmd.Process.Pid)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", d.name, err)
+	}
+	st, err := p.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", d.name, err)
+	}
+	return st.CPUTime(), nil
+}
+
+// stop sends SIGTERM, waits for the exit (killing after 30s) and returns
+// the process's peak resident memory in bytes.
+func (d *daemon) stop() (peakRSS int64) {
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.done
+	}
+	if ru, ok := d.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss << 10 // kilobytes on Linux
+	}
+	return 0
+}
+
+// families reads the daemon's own metrics.
+func (d *daemon) families(ctx context.Context) (map[string]*dto.MetricFamily, error) {
+	pr, pw := io.Pipe()
+	go func() {
+		code, err := get(ctx, d.monitor+"/metrics", pw)
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("GET %s/metrics: HTTP %d", d.monitor, code)
+		}
+		_ = pw.CloseWithError(err)
+	}()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(pr)
+	discard(pr)
+	if err != nil {
+		return nil, fmt.Errorf("%s metrics: %w", d.name, err)
+	}
+	return fams, nil
+}
+
+// profile saves a CPU profile of seconds from the daemon's /debug/pprof.
+func (d *daemon) profile(ctx context.Context, seconds int, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	code, err := get(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", d.monitor, seconds), f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && code != http.StatusOK {
+		err = fmt.Errorf("GET /debug/pprof/profile from %s: HTTP %d", d.name, code)
+	}
+	return err
+}
+
+// get copies url's body to w and returns the status code.
+func get(ctx context.Context, url string, w io.Writer) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	_, err = io.Copy(w, resp.Body)
+	return resp.StatusCode, err
+}
+
+// sum adds the values of a family's series whose labels include match.
+func sum(fams map[string]*dto.MetricFamily, name string, match map[string]string) (float64, bool) {
+	mf, ok := fams[name]
+	if !ok {
+		return 0, false
+	}
+	total := 0.0
+	for _, m := range mf.GetMetric() {
+		if !hasLabels(m, match) {
+			continue
+		}
+		total += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
+	}
+	return total, true
+}
+
+// mean is the average over a family's series (their count is the second
+// result).
+func mean(fams map[string]*dto.MetricFamily, name string) (float64, int) {
+	mf := fams[name]
+	n := len(mf.GetMetric())
+	if n == 0 {
+		return 0, 0
+	}
+	total, _ := sum(fams, name, nil)
+	return total / float64(n), n
+}
+
+func hasLabels(m *dto.Metric, match map[string]string) bool {
+	found := 0
+	for _, l := range m.GetLabel() {
+		if v, ok := match[l.GetName()]; ok && v == l.GetValue() {
+			found++
+		}
+	}
+	return found == len(match)
+}
+
+var errTimeout = errors.New("timed out")
