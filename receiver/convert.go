@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"mime"
@@ -108,13 +109,52 @@ func encode(fams []*dto.MetricFamily, check func([]*dto.MetricFamily) []*dto.Met
 	if check != nil {
 		fams = check(fams)
 	}
-	enc := expfmt.NewEncoder(out, pushFormat)
 	for _, mf := range fams {
-		if err := enc.Encode(mf); err != nil {
+		if needsEscaping(mf) {
+			// As expfmt's encoder does for the push format: names outside
+			// the legacy character set are escaped with underscores, which
+			// the Pushgateway accepts without --push.enable-utf8-names.
+			mf = model.EscapeMetricFamily(mf, pushEscaping)
+		}
+		if err := appendDelimited(out, mf); err != nil {
 			return fmt.Errorf("encode %s for the pushgateway: %w", mf.GetName(), err)
 		}
 	}
 	return nil
+}
+
+// pushEscaping is the escaping expfmt's encoder applies for pushFormat.
+var pushEscaping = pushFormat.ToEscapingScheme()
+
+// appendDelimited writes mf as one length-delimited protobuf message, as
+// expfmt's encoder does, but into out's own spare room instead of a fresh
+// buffer per family (encoding is a fifth of the receiver's work per push).
+func appendDelimited(out *bytes.Buffer, mf *dto.MetricFamily) error {
+	size := proto.Size(mf)
+	out.Grow(size + binary.MaxVarintLen64)
+	b := protowire.AppendVarint(out.AvailableBuffer(), uint64(size))
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, mf)
+	if err != nil {
+		return err
+	}
+	_, _ = out.Write(b) // b is out's own spare room: no copy, and a bytes.Buffer write cannot fail
+	return nil
+}
+
+// needsEscaping reports whether a family has a metric or label name outside
+// the legacy character set, which is rare: only then is it copied to escape.
+func needsEscaping(mf *dto.MetricFamily) bool {
+	if !model.IsValidLegacyMetricName(mf.GetName()) {
+		return true
+	}
+	for _, m := range mf.GetMetric() {
+		for _, l := range m.GetLabel() {
+			if !model.LegacyValidation.IsValidLabelName(l.GetName()) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // parse reads an exposition in the format its content type names. A

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/internal/backoff"
@@ -116,6 +117,11 @@ func (w *worker) prepare(g *group, env *envelope.Envelope) (string, error) {
 	w.body, err = env.Body(w.body[:0], int(r.opts.BodyLimit))
 	if err != nil {
 		return "", err
+	}
+	if len(w.body) == cap(w.body) {
+		// The text parser appends a newline to the body it is given; room
+		// for it here saves copying the whole body on every scrape.
+		w.body = slices.Grow(w.body, 1)
 	}
 	w.out.Reset()
 	res, err := convert(env, w.body, w.r.groupLabels, w.checkFor(g), &w.out)

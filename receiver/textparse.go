@@ -49,7 +49,9 @@ func parseText(body []byte) ([]*dto.MetricFamily, error) {
 		// would read a body of zeros, or one cut by a NUL, as complete.
 		return nil, fmt.Errorf("parse text exposition: NUL byte at offset %d", i)
 	}
-	t := &textFamilies{byName: map[string]*textFamily{}}
+	// Sized for a node exporter (about 300 families), so the map and the
+	// list grow at most once or twice for bigger expositions.
+	t := &textFamilies{byName: make(map[string]*textFamily, 512), fams: make([]*dto.MetricFamily, 0, 512)}
 	p := textparse.NewPromParser(body, nil, false) // the default labels build keeps no symbol table
 	var lset labels.Labels
 	var hashBuf []byte
@@ -77,7 +79,7 @@ func parseText(body []byte) ([]*dto.MetricFamily, error) {
 				return nil, fmt.Errorf("parse text exposition: second TYPE line for metric name %q, or TYPE reported after samples", name)
 			}
 			f.typed = true
-			f.mf.Type = metricType(typ)
+			f.mf.Type = t.arena.metricType(metricType(typ))
 		case textparse.EntrySeries:
 			_, ts, v := p.Series()
 			p.Labels(&lset)
@@ -95,25 +97,28 @@ func parseText(body []byte) ([]*dto.MetricFamily, error) {
 	return kept, nil
 }
 
-func metricType(t model.MetricType) *dto.MetricType {
+func metricType(t model.MetricType) dto.MetricType {
 	switch t {
 	case model.MetricTypeCounter:
-		return dto.MetricType_COUNTER.Enum()
+		return dto.MetricType_COUNTER
 	case model.MetricTypeGauge:
-		return dto.MetricType_GAUGE.Enum()
+		return dto.MetricType_GAUGE
 	case model.MetricTypeHistogram:
-		return dto.MetricType_HISTOGRAM.Enum()
+		return dto.MetricType_HISTOGRAM
 	case model.MetricTypeSummary:
-		return dto.MetricType_SUMMARY.Enum()
+		return dto.MetricType_SUMMARY
 	}
-	return dto.MetricType_UNTYPED.Enum()
+	return dto.MetricType_UNTYPED
 }
 
 func (t *textFamilies) family(name string) *textFamily {
 	if f, ok := t.byName[name]; ok {
 		return f
 	}
-	f := &textFamily{mf: &dto.MetricFamily{Name: t.arena.str(name), Type: dto.MetricType_UNTYPED.Enum()}}
+	mf := take(&t.arena.families)
+	mf.Name, mf.Type = t.arena.str(name), t.arena.metricType(dto.MetricType_UNTYPED)
+	f := take(&t.arena.textFamilies)
+	f.mf = mf
 	t.byName[name] = f
 	t.fams = append(t.fams, f.mf)
 	return f
@@ -256,16 +261,19 @@ func (t *textFamilies) sample(lset labels.Labels, ts *int64, v float64, hashBuf 
 // chunks, so building 500 series costs tens of allocations, not thousands.
 // Chunks are never grown in place: what was handed out keeps its address.
 type arena struct {
-	metrics  []dto.Metric
-	counters []dto.Counter
-	gauges   []dto.Gauge
-	untyped  []dto.Untyped
-	lists    []*dto.LabelPair
-	pairs    []dto.LabelPair
-	strs     []string
-	f64s     []float64
-	u64s     []uint64
-	i64s     []int64
+	families     []dto.MetricFamily
+	textFamilies []textFamily
+	types        []dto.MetricType
+	metrics      []dto.Metric
+	counters     []dto.Counter
+	gauges       []dto.Gauge
+	untyped      []dto.Untyped
+	lists        []*dto.LabelPair
+	pairs        []dto.LabelPair
+	strs         []string
+	f64s         []float64
+	u64s         []uint64
+	i64s         []int64
 }
 
 const arenaChunk = 256
@@ -282,6 +290,12 @@ func take[T any](chunk *[]T) *T {
 func (a *arena) str(s string) *string {
 	p := take(&a.strs)
 	*p = s
+	return p
+}
+
+func (a *arena) metricType(v dto.MetricType) *dto.MetricType {
+	p := take(&a.types)
+	*p = v
 	return p
 }
 

@@ -138,3 +138,33 @@ func BenchmarkParseText(b *testing.B) {
 		}
 	})
 }
+
+// TestEncodeMatchesExpfmt holds the receiver's push encoding to expfmt's
+// encoder byte for byte, escaping of UTF-8 names included.
+func TestEncodeMatchesExpfmt(t *testing.T) {
+	body, err := os.ReadFile(filepath.Join("..", "testdata", "node_exporter.prom"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body = append(body, "{\"my.metric\",\"some.label\"=\"v\"} 1\n# TYPE ok_total counter\nok_total{\"odd.label\"=\"x\"} 2\n"...)
+	fams, err := parseText(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want bytes.Buffer
+	if err := encode(fams, nil, &got); err != nil { // sorts fams
+		t.Fatal(err)
+	}
+	enc := expfmt.NewEncoder(&want, pushFormat)
+	for _, mf := range fams {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatalf("push body differs from expfmt's: %d bytes, expfmt %d", got.Len(), want.Len())
+	}
+	if !bytes.Contains(got.Bytes(), []byte("my_metric")) {
+		t.Error("the UTF-8 metric name was not escaped")
+	}
+}

@@ -580,6 +580,11 @@ func (b *bench) drain(ctx context.Context) error {
 		b.res.DrainCPUPerMsg = seconds((c1 - c0) / float64(b.res.Drained))
 	}
 	profiled.Wait()
+	if o.ProfileDir != "" {
+		if err := recv.save(ctx, "/debug/pprof/heap", filepath.Join(o.ProfileDir, "receiver-drain.heap.pprof")); err != nil {
+			return err
+		}
+	}
 	b.res.DrainPeakRSS = recv.stop()
 	recv = nil
 	return profErr

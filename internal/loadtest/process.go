@@ -82,9 +82,16 @@ func (d *daemon) cpu() (float64, error) {
 	return st.CPUTime(), nil
 }
 
-// stop sends SIGTERM, waits for the exit (killing after 30s) and returns
-// the process's peak resident memory in bytes.
+// stop reads the daemon's peak resident memory, then sends SIGTERM and
+// waits for the exit (killing after 30s). The peak is VmHWM, read while the
+// process lives: rusage's maxrss of a child started with Go's vfork-style
+// clone starts from the parent's own peak at exec, which is the harness's.
 func (d *daemon) stop() (peakRSS int64) {
+	if p, err := procfs.NewProc(d.cmd.Process.Pid); err == nil {
+		if st, err := p.NewStatus(); err == nil {
+			peakRSS = int64(st.VmHWM)
+		}
+	}
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.done:
@@ -92,10 +99,7 @@ func (d *daemon) stop() (peakRSS int64) {
 		_ = d.cmd.Process.Kill()
 		<-d.done
 	}
-	if ru, ok := d.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		return ru.Maxrss << 10 // kilobytes on Linux
-	}
-	return 0
+	return peakRSS
 }
 
 // families reads the daemon's own metrics.
@@ -119,16 +123,21 @@ func (d *daemon) families(ctx context.Context) (map[string]*dto.MetricFamily, er
 
 // profile saves a CPU profile of seconds from the daemon's /debug/pprof.
 func (d *daemon) profile(ctx context.Context, seconds int, path string) error {
+	return d.save(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds), path)
+}
+
+// save writes what the daemon's monitor serves at uri to path.
+func (d *daemon) save(ctx context.Context, uri, path string) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	code, err := get(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", d.monitor, seconds), f)
+	code, err := get(ctx, d.monitor+uri, f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil && code != http.StatusOK {
-		err = fmt.Errorf("GET /debug/pprof/profile from %s: HTTP %d", d.name, code)
+		err = fmt.Errorf("GET %s from %s: HTTP %d", uri, d.name, code)
 	}
 	return err
 }
