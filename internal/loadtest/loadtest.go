@@ -84,6 +84,9 @@ type Result struct {
 	PollerCores        float64 // CPU seconds per second over the window
 	MessageBytes       float64 // mean of the poller's message_bytes
 	PollerPeakRSS      int64
+	// PollerHeap and PollerStacks are the Go heap and goroutine stacks in
+	// use at the end of the window.
+	PollerHeap, PollerStacks int64
 
 	Pushes            int // during the window
 	LatencyP50        time.Duration
@@ -368,6 +371,9 @@ func (b *bench) steady(ctx context.Context) error {
 		return err
 	}
 	b.res.MessageBytes, _ = mean(fams, "prometheus_streams_poller_message_bytes")
+	heap, _ := sum(fams, "go_memstats_heap_inuse_bytes", nil)
+	stacks, _ := sum(fams, "go_memstats_stack_inuse_bytes", nil)
+	b.res.PollerHeap, b.res.PollerStacks = int64(heap), int64(stacks)
 
 	b.latMu.Lock()
 	lat := slices.Clone(b.latencies)
@@ -388,6 +394,11 @@ func (b *bench) steady(ctx context.Context) error {
 		b.res.LatencyMax = lat[len(lat)-1]
 	}
 	profiles.Wait()
+	if o.ProfileDir != "" {
+		if err := poller.save(ctx, "/debug/pprof/heap", filepath.Join(o.ProfileDir, "poller.heap.pprof")); err != nil {
+			return err
+		}
+	}
 	b.res.PollerPeakRSS = poller.stop()
 	poller = nil
 	if recv != nil {

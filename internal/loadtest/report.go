@@ -22,7 +22,7 @@ func Report(w io.Writer, r *Result) error {
 	p("  poller, %d scrapes over %s\t%s CPU/scrape\t%.2fx the floor", r.PollerScrapes, o.Window, ms(r.PollerCPUPerScrape), ratio(r.PollerCPUPerScrape, r.FloorCPUPerScrape))
 	p("  poller CPU\t%.3f cores\t", r.PollerCores)
 	p("  bytes per message (poller's message_bytes)\t%s\t", thousands(int64(r.MessageBytes)))
-	p("  poller peak RSS\t%s\t", mib(r.PollerPeakRSS))
+	p("  poller peak RSS\t%s\theap in use %s, goroutine stacks %s at the end", mib(r.PollerPeakRSS), mib(r.PollerHeap), mib(r.PollerStacks))
 	if o.PollerOnly {
 		return tw.Flush()
 	}
