@@ -132,7 +132,8 @@ func BenchmarkParseText(b *testing.B) {
 	b.Run("expfmt", func(b *testing.B) {
 		b.ReportAllocs()
 		for range b.N {
-			if _, err := expfmtFamilies(body); err != nil {
+			p := expfmt.NewTextParser(model.UTF8Validation)
+			if _, err := p.TextToMetricFamilies(bytes.NewReader(body)); err != nil {
 				b.Fatal(err)
 			}
 		}

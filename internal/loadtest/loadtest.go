@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -24,6 +25,8 @@ import (
 	"time"
 
 	stan "github.com/nats-io/stan.go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/choria-io/prometheus-streams/embedded"
 	"github.com/choria-io/prometheus-streams/envelope"
@@ -98,6 +101,9 @@ type Result struct {
 	RawPUTs     int
 	RawPUTRate  float64
 	RawTimedOut bool
+	// RawProtoPUTRate is the rate for the sample as delimited protobuf,
+	// the form the receiver pushes.
+	RawProtoPUTRate float64
 
 	BacklogMessages int
 	Drained         int // messages acknowledged
@@ -453,9 +459,28 @@ func (b *bench) waitAllSeen(ctx context.Context, scrapedOnly bool, limit time.Du
 // rawPUTs pushes the scrape bodies straight to the Pushgateway, as fast as
 // Concurrency clients can, into the same groups.
 func (b *bench) rawPUTs(ctx context.Context) error {
+	rate, n, timedOut, err := b.putAll(ctx, "the sample body", b.opts.Sample, "text/plain; version=0.0.4")
+	if err != nil {
+		return err
+	}
+	b.res.RawPUTs, b.res.RawPUTRate, b.res.RawTimedOut = n, rate, timedOut
+	// The same scrape as the receiver pushes it (delimited protobuf), to
+	// show what the Pushgateway alone can take of the receiver's format.
+	pb, err := protobufBody(b.opts.Sample)
+	if err != nil {
+		return err
+	}
+	b.res.RawProtoPUTRate, _, _, err = b.putAll(ctx, "its protobuf form", pb, protobufContentType)
+	return err
+}
+
+// putAll PUTs body into the groups, Backlog times in all from Concurrency
+// clients, and returns the rate, how many were done and whether
+// PhaseTimeout cut it short.
+func (b *bench) putAll(ctx context.Context, what string, body []byte, contentType string) (float64, int, bool, error) {
 	o := b.opts
 	total := b.backlogRounds() * o.Targets
-	b.progress("raw PUTs: %d PUTs of the sample body from %d clients", total, o.Concurrency)
+	b.progress("raw PUTs: %d PUTs of %s from %d clients", total, what, o.Concurrency)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Concurrency}, Timeout: time.Minute}
 	pctx, cancel := context.WithTimeout(ctx, o.PhaseTimeout)
 	defer cancel()
@@ -472,7 +497,7 @@ func (b *bench) rawPUTs(ctx context.Context) error {
 					return
 				}
 				key := pushgateway.GroupingKey{Job: job, Labels: []pushgateway.Label{{Name: "instance", Value: instance(int(n) % o.Targets)}}}
-				if err := put(pctx, client, b.pgw.URL()+key.Path(), o.Sample); err != nil {
+				if err := put(pctx, client, b.pgw.URL()+key.Path(), body, contentType); err != nil {
 					if pctx.Err() == nil {
 						errs[w] = err
 					}
@@ -485,20 +510,18 @@ func (b *bench) rawPUTs(ctx context.Context) error {
 	wg.Wait()
 	elapsed := time.Since(start)
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("raw PUTs: %w", err)
+		return 0, 0, false, fmt.Errorf("raw PUTs: %w", err)
 	}
-	b.res.RawPUTs = int(done.Load())
-	b.res.RawPUTRate = float64(done.Load()) / elapsed.Seconds()
-	b.res.RawTimedOut = done.Load() < int64(total)
-	return nil
+	n := int(done.Load())
+	return float64(n) / elapsed.Seconds(), n, n < total, nil
 }
 
-func put(ctx context.Context, c *http.Client, url string, body []byte) error {
+func put(ctx context.Context, c *http.Client, url string, body []byte, contentType string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "text/plain; version=0.0.4")
+	req.Header.Set("Content-Type", contentType)
 	resp, err := c.Do(req)
 	if err != nil {
 		return err
@@ -682,6 +705,25 @@ func (b *bench) writeConfig(name string) (string, int, error) {
 	}
 	path := filepath.Join(o.WorkDir, name+".yaml")
 	return path, port, os.WriteFile(path, []byte(s.String()), 0o600)
+}
+
+const protobufContentType = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+
+// protobufBody converts a text exposition to delimited protobuf.
+func protobufBody(text []byte) ([]byte, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(text))
+	if err != nil {
+		return nil, fmt.Errorf("sample: %w", err)
+	}
+	var out bytes.Buffer
+	enc := expfmt.NewEncoder(&out, expfmt.NewFormat(expfmt.TypeProtoDelim))
+	for _, name := range slices.Sorted(maps.Keys(fams)) {
+		if err := enc.Encode(fams[name]); err != nil {
+			return nil, fmt.Errorf("sample: %w", err)
+		}
+	}
+	return out.Bytes(), nil
 }
 
 func instance(i int) string { return fmt.Sprintf("t%05d", i) }

@@ -32,6 +32,7 @@ func Report(w io.Writer, r *Result) error {
 	p("  receiver peak RSS\t%s\t", mib(r.ReceiverPeakRSS))
 	p("backlog of %d messages over %d groups\t\t", r.BacklogMessages, o.Targets)
 	p("  raw PUTs of the sample body, %d clients\t%.0f PUT/s\t%d PUTs%s", o.Concurrency, r.RawPUTRate, r.RawPUTs, timedOut(r.RawTimedOut))
+	p("  raw PUTs of it as delimited protobuf (the receiver's push format)\t%.0f PUT/s\t", r.RawProtoPUTRate)
 	msgRate := float64(r.Drained) / r.DrainSeconds
 	pushRate := float64(r.DrainPushes) / r.DrainSeconds
 	p("  receiver drain, %d workers\t%.0f msg/s\t%d of %d messages in %.2fs%s", o.Concurrency, msgRate, r.Drained, r.BacklogMessages, r.DrainSeconds, timedOut(r.DrainTimedOut))
