@@ -144,7 +144,7 @@ func appendDelimited(out *bytes.Buffer, mf *dto.MetricFamily) error {
 // needsEscaping reports whether a family has a metric or label name outside
 // the legacy character set, which is rare: only then is it copied to escape.
 func needsEscaping(mf *dto.MetricFamily) bool {
-	if !model.IsValidLegacyMetricName(mf.GetName()) {
+	if !model.LegacyValidation.IsValidMetricName(mf.GetName()) {
 		return true
 	}
 	for _, m := range mf.GetMetric() {
