@@ -102,20 +102,25 @@ func convert(env *envelope.Envelope, body []byte, groupLabels []string, check fu
 	return res, encode(kept, check, out)
 }
 
-// encode sorts fams by name, passes them through check (when not nil) and
-// writes what it returns to out in the push format.
+// encode escapes names as the push format needs, sorts fams by name, passes
+// them through check (when not nil) and writes what it returns to out.
+// Escaping comes first so the check sees the names the Pushgateway will
+// store: "a.b" and "a_b" are one family there, and so are labels "l.1" and
+// "l_1".
 func encode(fams []*dto.MetricFamily, check func([]*dto.MetricFamily) []*dto.MetricFamily, out *bytes.Buffer) error {
+	for i, mf := range fams {
+		if needsEscaping(mf) {
+			// As expfmt's encoder does for the push format: names outside
+			// the legacy character set are escaped with underscores, which
+			// the Pushgateway accepts without --push.enable-utf8-names.
+			fams[i] = model.EscapeMetricFamily(mf, pushEscaping)
+		}
+	}
 	slices.SortFunc(fams, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
 	if check != nil {
 		fams = check(fams)
 	}
 	for _, mf := range fams {
-		if needsEscaping(mf) {
-			// As expfmt's encoder does for the push format: names outside
-			// the legacy character set are escaped with underscores, which
-			// the Pushgateway accepts without --push.enable-utf8-names.
-			mf = model.EscapeMetricFamily(mf, pushEscaping)
-		}
 		if err := appendDelimited(out, mf); err != nil {
 			return fmt.Errorf("encode %s for the pushgateway: %w", mf.GetName(), err)
 		}

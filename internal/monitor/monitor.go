@@ -39,8 +39,10 @@ type options struct {
 
 // WithPprof serves net/http/pprof's index, profiles, cmdline, symbol and
 // trace under /debug/pprof/ when enabled (monitor_pprof), behind the same
-// TLS and authentication as /metrics. They are registered on the
-// monitor's own mux only, never on http.DefaultServeMux. Profiles expose
+// TLS and authentication as /metrics, on the monitor's own mux. (Importing
+// net/http/pprof also registers them on http.DefaultServeMux, as
+// nats-server's import of it already did; nothing in this program serves
+// that mux, so they are reachable only here, and only when enabled.) Profiles expose
 // the process's internals (its command line, goroutine stacks) and cost
 // CPU while they are taken, so they are off unless asked for.
 func WithPprof(enabled bool) Option {
