@@ -175,10 +175,21 @@ func (t *textFamilies) sample(lset labels.Labels, ts *int64, v float64, hashBuf 
 	case typ == dto.MetricType_HISTOGRAM && suffix != "_sum" && suffix != "_count":
 		special = model.BucketLabel
 	}
-	pairs := t.arena.pairList(lset.Len())
-	var specialValue string
-	haveSpecial := false
-	var err error
+	pairs, specialValue, haveSpecial, err := t.labelPairs(lset, name, special)
+	if err != nil {
+		return err
+	}
+	m := t.metric(f, typ, lset, pairs, hashBuf)
+	if ts != nil {
+		m.TimestampMs = t.arena.i64(*ts)
+	}
+	return t.setValue(m, typ, suffix, name, v, specialValue, haveSpecial)
+}
+
+// labelPairs turns a sample's labels into the metric's label pairs,
+// leaving out the name and special (quantile or le), whose value it returns.
+func (t *textFamilies) labelPairs(lset labels.Labels, name, special string) (pairs []*dto.LabelPair, specialValue string, haveSpecial bool, err error) {
+	pairs = t.arena.pairList(lset.Len())
 	prev := ""
 	names := 0
 	lset.Range(func(l labels.Label) {
@@ -208,9 +219,12 @@ func (t *textFamilies) sample(lset labels.Labels, ts *int64, v float64, hashBuf 
 		prev = l.Name
 		pairs = append(pairs, t.arena.pair(l.Name, l.Value))
 	})
-	if err != nil {
-		return err
-	}
+	return pairs, specialValue, haveSpecial, err
+}
+
+// metric returns the metric a sample goes to: a new one, or for summaries
+// and histograms the one of its label set.
+func (t *textFamilies) metric(f *textFamily, typ dto.MetricType, lset labels.Labels, pairs []*dto.LabelPair, hashBuf *[]byte) *dto.Metric {
 	var m *dto.Metric
 	if typ == dto.MetricType_SUMMARY || typ == dto.MetricType_HISTOGRAM {
 		if f.byLabel == nil {
@@ -236,9 +250,11 @@ func (t *textFamilies) sample(lset labels.Labels, ts *int64, v float64, hashBuf 
 		m = t.arena.metric(pairs)
 		f.mf.Metric = append(f.mf.Metric, m)
 	}
-	if ts != nil {
-		m.TimestampMs = t.arena.i64(*ts)
-	}
+	return m
+}
+
+// setValue folds a sample's value into its metric.
+func (t *textFamilies) setValue(m *dto.Metric, typ dto.MetricType, suffix, name string, v float64, specialValue string, haveSpecial bool) error {
 	switch typ {
 	case dto.MetricType_COUNTER:
 		m.Counter = take(&t.arena.counters)

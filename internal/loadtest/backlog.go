@@ -1,0 +1,271 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/choria-io/prometheus-streams/envelope"
+	"github.com/choria-io/prometheus-streams/pushgateway"
+	stan "github.com/nats-io/stan.go"
+)
+
+// rawPUTs pushes the scrape bodies straight to the Pushgateway, as fast as
+// Concurrency clients can, into the same groups.
+func (b *bench) rawPUTs(ctx context.Context) error {
+	rate, n, timedOut, err := b.putAll(ctx, "the sample body", b.opts.Sample, "text/plain; version=0.0.4")
+	if err != nil {
+		return err
+	}
+	b.res.RawPUTs, b.res.RawPUTRate, b.res.RawTimedOut = n, rate, timedOut
+	// The same scrape as the receiver pushes it (delimited protobuf), to
+	// show what the Pushgateway alone can take of the receiver's format.
+	pb, err := protobufBody(b.opts.Sample)
+	if err != nil {
+		return err
+	}
+	b.res.RawProtoPUTRate, _, _, err = b.putAll(ctx, "its protobuf form", pb, protobufContentType)
+	return err
+}
+
+// putAll PUTs body into the groups, Backlog times in all from Concurrency
+// clients, and returns the rate, how many were done and whether
+// PhaseTimeout cut it short.
+func (b *bench) putAll(ctx context.Context, what string, body []byte, contentType string) (float64, int, bool, error) {
+	o := b.opts
+	total := b.backlogRounds() * o.Targets
+	b.progress("raw PUTs: %d PUTs of %s from %d clients", total, what, o.Concurrency)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Concurrency}, Timeout: time.Minute}
+	pctx, cancel := context.WithTimeout(ctx, o.PhaseTimeout)
+	defer cancel()
+	var next atomic.Int64
+	var done atomic.Int64
+	errs := make([]error, o.Concurrency)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range o.Concurrency {
+		wg.Go(func() {
+			for {
+				n := next.Add(1) - 1
+				if n >= int64(total) || pctx.Err() != nil {
+					return
+				}
+				key := pushgateway.GroupingKey{Job: job, Labels: []pushgateway.Label{{Name: "instance", Value: instance(int(n) % o.Targets)}}}
+				if err := put(pctx, client, b.pgw.URL()+key.Path(), body, contentType); err != nil {
+					if pctx.Err() == nil {
+						errs[w] = err
+					}
+					return
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		return 0, 0, false, fmt.Errorf("raw PUTs: %w", err)
+	}
+	n := int(done.Load())
+	return float64(n) / elapsed.Seconds(), n, n < total, nil
+}
+
+func put(ctx context.Context, c *http.Client, url string, body []byte, contentType string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	discard(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("PUT %s: HTTP %s", url, resp.Status)
+	}
+	return nil
+}
+
+func (b *bench) backlogRounds() int {
+	return (b.opts.Backlog + b.opts.Targets - 1) / b.opts.Targets
+}
+
+// drain publishes a backlog while no receiver runs, then starts one and
+// times it through the backlog.
+func (b *bench) drain(ctx context.Context) error {
+	o := b.opts
+	rounds := b.backlogRounds()
+	total := rounds * o.Targets
+	b.progress("backlog: publishing %d messages (%d rounds over %d targets) with no receiver running", total, rounds, o.Targets)
+	if err := b.publishBacklog(ctx, rounds); err != nil {
+		return err
+	}
+	b.res.BacklogMessages = total
+	b.resetPuts()
+	cfg, port, err := b.writeConfig("receiver-2")
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	recv, err := startDaemon(ctx, o.Executable, o.WorkDir, "receiver-2", "receiver", cfg, port)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if recv != nil {
+			recv.stop()
+		}
+	}()
+	b.progress("drain: a receiver started %s after the backlog was published", time.Since(start).Round(time.Millisecond))
+	var profiled sync.WaitGroup
+	var profErr error
+	if o.ProfileDir != "" {
+		secs := max(1, int(math.Ceil(float64(total)/max(b.res.RawPUTRate, 1))))
+		profiled.Go(func() { profErr = recv.profile(ctx, secs, filepath.Join(o.ProfileDir, "receiver-drain.cpu.pprof")) })
+	}
+	c0, err := recv.cpu()
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(o.PhaseTimeout)
+	for {
+		fams, err := recv.families(ctx)
+		if err != nil {
+			return err
+		}
+		acked, _ := sum(fams, "prometheus_streams_receiver_messages_acked_total", nil)
+		if lag, ok := sum(fams, "prometheus_streams_receiver_lag_seconds", nil); ok {
+			b.res.DrainMaxLag = max(b.res.DrainMaxLag, lag)
+		}
+		b.res.DrainStale, _ = sum(fams, "prometheus_streams_receiver_messages_dropped_total", map[string]string{"reason": "stale"})
+		b.res.Drained = int(acked)
+		if int(acked) >= total {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.res.DrainTimedOut = true
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	c1, err := recv.cpu()
+	if err != nil {
+		return err
+	}
+	first, last := b.firstPut.Load(), b.lastPut.Load()
+	b.res.DrainPushes = int(b.puts.Load())
+	if b.res.DrainTimedOut {
+		last = time.Now().UnixNano()
+	}
+	b.res.DrainSeconds = time.Duration(last - first).Seconds()
+	if b.res.Drained > 0 {
+		b.res.DrainCPUPerMsg = seconds((c1 - c0) / float64(b.res.Drained))
+	}
+	profiled.Wait()
+	if o.ProfileDir != "" {
+		if err := recv.save(ctx, "/debug/pprof/heap", filepath.Join(o.ProfileDir, "receiver-drain.heap.pprof")); err != nil {
+			return err
+		}
+	}
+	b.res.DrainPeakRSS = recv.stop()
+	recv = nil
+	return profErr
+}
+
+// publishBacklog publishes rounds scrapes of every target, newest last,
+// encoded as the poller encodes them.
+func (b *bench) publishBacklog(ctx context.Context, rounds int) error {
+	o := b.opts
+	codec := envelope.CodecSnappy
+	var payload []byte
+	if o.Compression == "zstd" {
+		enc, err := envelope.NewZstdEncoder()
+		if err != nil {
+			return err
+		}
+		codec, payload = envelope.CodecZstd, enc.Compress(nil, o.Sample)
+	} else {
+		payload = envelope.Compress(nil, o.Sample)
+	}
+	sc, err := stan.Connect(b.nats.ClusterID(), "bench-backlog", stan.NatsURL(b.nats.URL()), stan.MaxPubAcksInflight(1024))
+	if err != nil {
+		return fmt.Errorf("backlog: connect: %w", err)
+	}
+	defer func() { _ = sc.Close() }()
+	base := time.Now()
+	acks := make(chan error, rounds*o.Targets)
+	for r := range rounds {
+		for i := range o.Targets {
+			env := envelope.Envelope{
+				Job: job, Instance: instance(i), Publisher: "bench",
+				ScrapeStart:    base.Add(time.Duration(r) * time.Millisecond),
+				ScrapeDuration: time.Millisecond,
+				Outcome:        envelope.OutcomeSuccess,
+				ContentType:    "text/plain; version=0.0.4; charset=utf-8",
+				Codec:          codec,
+				Payload:        payload,
+			}
+			msg, err := envelope.Append(nil, &env)
+			if err != nil {
+				return fmt.Errorf("backlog: %w", err)
+			}
+			if _, err := sc.PublishAsync(channel, msg, func(_ string, err error) { acks <- err }); err != nil {
+				return fmt.Errorf("backlog: publish: %w", err)
+			}
+		}
+	}
+	for range rounds * o.Targets {
+		select {
+		case err := <-acks:
+			if err != nil {
+				return fmt.Errorf("backlog: publish: %w", err)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// writeConfig writes a configuration in the 1.0 layout for one daemon and
+// returns its path and monitor port.
+func (b *bench) writeConfig(name string) (string, int, error) {
+	o := b.opts
+	port, err := freePort()
+	if err != nil {
+		return "", 0, err
+	}
+	var s strings.Builder
+	fmt.Fprintf(&s, "identity: bench\nscrape_interval: %s\nmonitor_port: %d\nmonitor_listen: 127.0.0.1\ncompression: %s\n",
+		o.Interval, port, o.Compression)
+	if o.ProfileDir != "" {
+		s.WriteString("monitor_pprof: true\n")
+	}
+	// Both receivers use one client ID, so the second resumes the first's
+	// durable subscription and finds the backlog waiting.
+	for _, role := range []string{"poller", "receiver"} {
+		fmt.Fprintf(&s, "%s_stream:\n  cluster_id: %s\n  urls: %s\n  topic: %s\n  client_id: bench_%s\n",
+			role, b.nats.ClusterID(), b.nats.URL(), channel, role)
+	}
+	fmt.Fprintf(&s, "push_gateway:\n  url: %s\n  concurrency: %d\njobs:\n  %s:\n    targets:\n", b.pgw.URL(), o.Concurrency, job)
+	for i, u := range b.exp.urls {
+		fmt.Fprintf(&s, "      - {name: %s, url: %q}\n", instance(i), u)
+	}
+	path := filepath.Join(o.WorkDir, name+".yaml")
+	return path, port, os.WriteFile(path, []byte(s.String()), 0o600)
+}
