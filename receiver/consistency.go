@@ -425,18 +425,26 @@ func (r *Receiver) seedBook(ctx context.Context) {
 	sctx, cancel := context.WithTimeout(ctx, groupsTimeout)
 	defer cancel()
 	s := &bookSeeder{b: r.book, groupOf: r.seedGroupOf()}
-	err := r.push.Families(sctx, seedLimit, s.add)
+	gs := newGroupSeeder(r)
+	// One read of /metrics serves both the book and the groups to watch
+	// for silence: on a big Pushgateway it is the costliest thing a start
+	// does.
+	err := r.push.Families(sctx, seedLimit, func(mf *dto.MetricFamily) error {
+		gs.add(mf)
+		return s.add(mf)
+	})
 	s.done()
 	families, groups := r.book.size()
 	if err != nil && ctx.Err() != nil {
 		return // shutting down: no push follows
 	}
 	if err != nil {
-		r.log.Warn("cannot read the Pushgateway's metric families; until their groups are pushed again, the consistency check does not know the families pushed before this start, and a clash with one of them can break the Pushgateway's /metrics",
+		r.log.Warn("cannot read the Pushgateway's metric families; until their groups are pushed again, the consistency check does not know the families pushed before this start (a clash with one of them can break the Pushgateway's /metrics), and groups pushed before this start will not be marked down or deleted",
 			"err", err, "families_read", s.families)
 		return
 	}
 	r.log.Info("consistency check knows the Pushgateway's metric families", "families", families, "groups", groups)
+	r.log.Info("watching the groups found in the Pushgateway", "groups", gs.done())
 }
 
 // seedGroupOf returns a function naming a series' group as the scheduler

@@ -19,10 +19,11 @@ import (
 // the group with up 0 (the target is down, as Prometheus would show it, and
 // its old series go stale), and after delete_after it deletes the group.
 
-// lifecycle runs until ctx is done: it first learns the groups already in
-// the Pushgateway, then periodically marks down, deletes and forgets.
+// lifecycle runs until ctx is done: it periodically marks down, deletes and
+// forgets.
+// The groups already in the Pushgateway were learnt by seedBook before it
+// starts.
 func (r *Receiver) lifecycle(ctx context.Context) {
-	r.seed(ctx)
 	tick := time.NewTicker(min(r.opts.DownAfter/4, 30*time.Second))
 	defer tick.Stop()
 	for {
@@ -85,22 +86,57 @@ func (r *Receiver) refresh(ctx context.Context) {
 	}
 }
 
-// seed learns the groups this receiver (or its predecessor) pushed before a
-// restart, recognised by the scrape_samples_scraped series only the
-// receiver adds, so they are marked down and deleted in time too. It is
-// best effort: with the Pushgateway unreachable, only groups pushed from
-// now on are watched.
-func (r *Receiver) seed(ctx context.Context) {
-	groups, err := r.listGroups(ctx)
-	if err != nil {
-		r.log.Warn("cannot list the Pushgateway's groups; groups pushed before this start will not be marked down or deleted", "err", err)
+// groupSeeder learns, from the families of the Pushgateway's /metrics that
+// seedBook reads at start anyway, the groups this receiver (or its
+// predecessor) pushed before a restart: those with a push_time_seconds and
+// the scrape_samples_scraped series only the receiver adds. They are then
+// marked down and deleted in time too.
+type groupSeeder struct {
+	r         *Receiver
+	pushTimes map[string]time.Time
+	keys      map[string]pushgateway.GroupingKey
+	marked    map[string]bool
+}
+
+func newGroupSeeder(r *Receiver) *groupSeeder {
+	return &groupSeeder{r: r, pushTimes: map[string]time.Time{}, keys: map[string]pushgateway.GroupingKey{}, marked: map[string]bool{}}
+}
+
+// add looks at one family; only the two that name groups matter.
+func (s *groupSeeder) add(mf *dto.MetricFamily) {
+	name := mf.GetName()
+	if name != metricPushTime && name != metricSamples {
 		return
 	}
-	for id, g := range groups {
-		key, _ := r.keyOf(g.Labels)
-		r.sched.seed(id, key, g.PushTime)
+	for _, m := range mf.GetMetric() {
+		labels := make(map[string]string, len(m.GetLabel()))
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		key, ok := s.r.keyOf(labels)
+		if !ok {
+			continue // a group of another shape: not the receiver's
+		}
+		id := key.Path()
+		if name == metricSamples {
+			s.marked[id] = true
+			continue
+		}
+		v := m.GetGauge().GetValue() + m.GetUntyped().GetValue()
+		s.pushTimes[id], s.keys[id] = time.Unix(0, int64(v*1e9)), key
 	}
-	r.log.Info("watching the groups found in the Pushgateway", "groups", len(groups))
+}
+
+// done hands the groups found to the scheduler and returns how many.
+func (s *groupSeeder) done() int {
+	n := 0
+	for id, pushed := range s.pushTimes {
+		if s.marked[id] {
+			s.r.sched.seed(id, s.keys[id], pushed)
+			n++
+		}
+	}
+	return n
 }
 
 // keyOf turns a group's labels back into a grouping key of this receiver's

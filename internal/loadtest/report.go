@@ -18,7 +18,7 @@ func Report(w io.Writer, r *Result) error {
 	p("sample body %s bytes; %d CPUs, %s", thousands(int64(len(o.Sample))), runtime.NumCPU(), runtime.Version())
 	p("")
 	p("poller\t\t")
-	p("  floor: GET + snappy + synchronous publish, %d in a loop\t%s CPU/scrape\t%s bytes/message", r.FloorScrapes(), ms(r.FloorCPUPerScrape), thousands(int64(r.FloorBytes)))
+	p("  floor: GET + snappy + synchronous publish, %d in a loop\t%s CPU/scrape\t%s bytes/message", o.FloorScrapes, ms(r.FloorCPUPerScrape), thousands(int64(r.FloorBytes)))
 	p("  poller, %d scrapes over %s\t%s CPU/scrape\t%.2fx the floor", r.PollerScrapes, o.Window, ms(r.PollerCPUPerScrape), ratio(r.PollerCPUPerScrape, r.FloorCPUPerScrape))
 	p("  poller CPU\t%.3f cores\t", r.PollerCores)
 	p("  bytes per message (poller's message_bytes)\t%s\t", thousands(int64(r.MessageBytes)))
@@ -42,9 +42,6 @@ func Report(w io.Writer, r *Result) error {
 	p("  receiver peak RSS (drain)\t%s\t", mib(r.DrainPeakRSS))
 	return tw.Flush()
 }
-
-// FloorScrapes is the length of the floor's loop.
-func (r *Result) FloorScrapes() int { return r.Options.FloorScrapes }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
 
