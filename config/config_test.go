@@ -333,7 +333,7 @@ func TestValidate(t *testing.T) {
 		},
 		{
 			"poller without targets", "poller_stream: {cluster_id: c, urls: 'a:1', topic: t}\njobs:\n  j: {targets: []}\n", RolePoller,
-			"config.yaml:2: jobs: at least one target is required for the poller (or set monitor_port to scrape this process)",
+			"config.yaml:2: jobs: at least one target or file_sd_configs is required for the poller (or set monitor_port to scrape this process)",
 		},
 		{"poller with only monitor_port", "poller_stream: {cluster_id: c, urls: 'a:1', topic: t}\nmonitor_port: 9100\n", RolePoller, ""},
 		{"receiver without push_gateway", strings.Split(receiver, "push_gateway")[0], RoleReceiver, "config.yaml: push_gateway: required for the receiver"},
@@ -348,7 +348,7 @@ func TestValidate(t *testing.T) {
 		{"global tls with a receiver", "tls: {scheme: file}\n" + receiver, RoleReceiver, ""},
 		{
 			"receiver file as poller", receiver, RolePoller,
-			"config.yaml: poller_stream: required for the poller\nconfig.yaml: jobs: at least one target is required for the poller (or set monitor_port to scrape this process)",
+			"config.yaml: poller_stream: required for the poller\nconfig.yaml: jobs: at least one target or file_sd_configs is required for the poller (or set monitor_port to scrape this process)",
 		},
 	}
 	for _, tt := range tests {

@@ -22,6 +22,9 @@ var DefaultJob = Job{HTTPClientConfig: commoncfg.DefaultHTTPClientConfig}
 // as in a Prometheus scrape_config, how to reach them.
 type Job struct {
 	Targets []TargetConfig `yaml:"targets"`
+	// FileSDConfigs add the targets listed in files in Prometheus's
+	// file_sd format, watched for changes; see FileSDConfig.
+	FileSDConfigs []FileSDConfig `yaml:"file_sd_configs,omitempty"`
 	// HTTPClientConfig is written inline, as in Prometheus: basic_auth,
 	// authorization, oauth2, tls_config, proxy_url, follow_redirects,
 	// enable_http2, http_headers... Parse validates it and resolves its
@@ -34,6 +37,14 @@ func (j *Job) UnmarshalYAML(value *yaml.Node) error {
 	*j = DefaultJob
 	type plain Job
 	return value.Decode((*plain)(j))
+}
+
+// ClientSettings returns a copy of the job's HTTP client settings for its
+// targets, or nil when they are all prometheus/common's defaults: what
+// Target.HTTPClient holds for the job's static targets, and what targets
+// discovered from files get.
+func (j Job) ClientSettings() *commoncfg.HTTPClientConfig {
+	return j.httpClient()
 }
 
 // httpClient returns a copy of the job's HTTP client settings for its
@@ -148,11 +159,12 @@ func (c *Config) checkJobs(k *checker) {
 			j.HTTPClientConfig = commoncfg.DefaultHTTPClientConfig // a null job, left unset by yaml.v3
 		}
 		checkHTTPClient(k, p, &j.HTTPClientConfig)
+		checkFileSD(k, p, j.FileSDConfigs)
 		c.Jobs[job] = j
 		targets := j.Targets
 		self, hasSelf := c.selfTarget()
 		hasSelf = hasSelf && job == SelfScrapeJob
-		if len(targets) == 0 && !hasSelf {
+		if len(targets) == 0 && !hasSelf && len(j.FileSDConfigs) == 0 {
 			k.warnf(p, "has no targets")
 		}
 		firstLine := map[string]int{}

@@ -145,7 +145,7 @@ func bareHost(h string) string {
 
 // Validate checks that the configuration has what role needs: for the
 // poller, poller_stream with cluster_id, urls and topic, and at least one
-// target (the self-scrape job counts); for the receiver, receiver_stream
+// target (the self-scrape job counts) or a job with file_sd_configs; for the receiver, receiver_stream
 // with the same keys and push_gateway.url. Values were checked by Parse.
 // Every problem is reported, joined, each naming the key and the line of
 // the nearest enclosing key present; a section missing entirely has no line.
@@ -154,8 +154,10 @@ func (c *Config) Validate(role Role) error {
 	switch role {
 	case RolePoller:
 		c.validateStream(k, role)
-		if len(c.Targets()) == 0 {
-			k.errorf(keyPath{"jobs"}, "at least one target is required for the poller (or set monitor_port to scrape this process)")
+		// A job with file_sd_configs may have no targets yet: its files
+		// can be filled after the poller starts.
+		if len(c.Targets()) == 0 && !c.HasFileSD() {
+			k.errorf(keyPath{"jobs"}, "at least one target or file_sd_configs is required for the poller (or set monitor_port to scrape this process)")
 		}
 	case RoleReceiver:
 		c.validateStream(k, role)

@@ -33,11 +33,12 @@ func BenchmarkScrapeOnce(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	t := p.targets[0]
+	t := p.loops["node\x00n1"].t
+	s := p.sched
 	b.SetBytes(int64(len(sample)))
 	b.ReportAllocs()
 	for b.Loop() {
-		p.scrapeOnce(ctx, t)
+		p.scrapeOnce(ctx, t, s)
 	}
 	if t.lastFailed {
 		b.Fatal("the scrape failed")

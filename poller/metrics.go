@@ -46,6 +46,9 @@ type metrics struct {
 	replaced        prometheus.Counter
 	pending         prometheus.GaugeFunc
 	inflight        prometheus.Gauge
+	targets         *prometheus.GaugeVec // job
+	// jobs are the jobs with a targets series; the Poller's mu guards it.
+	jobs map[string]struct{}
 }
 
 func newMetrics(reg prometheus.Registerer, pending func() float64) (*metrics, error) {
@@ -96,13 +99,18 @@ func newMetrics(reg prometheus.Registerer, pending func() float64) (*metrics, er
 			Namespace: namespace, Subsystem: subsystem, Name: "publish_inflight",
 			Help: "Messages published and not yet acknowledged.",
 		}),
+		targets: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "targets",
+			Help: "Targets currently scraped per job, static and discovered from files (1.0 had this with the label poller_job).",
+		}, []string{"job"}),
+		jobs: map[string]struct{}{},
 	}
 	for _, r := range publishFailureReasons {
 		m.publishFailures.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{
 		m.scrapes, m.scrapeFailures, m.scrapeDuration, m.scrapeBytes,
-		m.messageBytes, m.published, m.publishFailures, m.publishLatency, m.replaced, m.pending, m.inflight,
+		m.messageBytes, m.published, m.publishFailures, m.publishLatency, m.replaced, m.pending, m.inflight, m.targets,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register poller metrics: %w", err)

@@ -23,6 +23,8 @@ import (
 type Options struct {
 	// Identity is the publisher name carried in every envelope.
 	Identity string
+	// Targets are the targets scraped from the start; SetTargets replaces
+	// them.
 	Targets  []config.Target
 	Interval time.Duration
 	// Timeout bounds one scrape; it is sent to the target in
@@ -35,14 +37,17 @@ type Options struct {
 	// ShutdownGrace bounds how long Run waits for outstanding
 	// acknowledgements once its context ends.
 	ShutdownGrace time.Duration
-	// HTTPClient scrapes the targets of every job without a client in
-	// HTTPClients; nil uses a client that keeps connections alive.
+	// HTTPClient scrapes the targets of every job that is not in
+	// HTTPClients and whose targets carry no HTTP client settings; nil
+	// builds one from prometheus/common's defaults.
 	HTTPClient *http.Client
-	// HTTPClients maps a job to the client that scrapes its targets, built
-	// by the caller from the job's HTTP client settings (TLS, credentials,
-	// proxy). The scrape's context, not the client, bounds a scrape, and
-	// the poller sets the headers and asks for gzip itself, so a client
-	// whose transport disables compression still gets compressed transfer.
+	// HTTPClients maps a job to the client that scrapes its targets
+	// whatever their settings say. Jobs not in it get a client built from
+	// their targets' HTTP client settings (config.Target.HTTPClient: TLS,
+	// credentials, proxy), rebuilt when SetTargets brings new settings.
+	// The scrape's context, not the client, bounds a scrape, and the
+	// poller sets the headers and asks for gzip itself, so a client whose
+	// transport disables compression still gets compressed transfer.
 	HTTPClients map[string]*http.Client
 	// UserAgent is sent with every scrape.
 	UserAgent string
@@ -55,7 +60,9 @@ type Options struct {
 // NATS Streaming client wraps around our message (client ID, GUID, subject).
 const envelopeOverhead = 1024
 
-// Poller runs one scrape loop per target and a publisher loop.
+// Poller runs one scrape loop per target and a publisher loop. Its set of
+// targets and its schedule can change while it runs (SetTargets,
+// SetSchedule) without touching the stream connection.
 type Poller struct {
 	opts    Options
 	pub     stream.Publisher
@@ -63,7 +70,6 @@ type Poller struct {
 	metrics *metrics
 	scraper *scraper
 	outbox  *outbox
-	targets []*target
 	buffers buffers // lent to the target loops one scrape at a time
 	now     func() time.Time
 	// zstd is set when opts.Codec is zstd. All target loops share it: an
@@ -71,16 +77,26 @@ type Poller struct {
 	// takes a fraction of a millisecond, so targets (which scrape at
 	// staggered offsets) rarely wait for each other.
 	zstd *envelope.ZstdEncoder
+
+	// mu serialises changes to the running set: SetTargets, SetSchedule
+	// and the start and end of Run. The loops never take it.
+	mu      sync.Mutex
+	loops   map[string]*loop      // by target key: the current set
+	clients map[string]*jobClient // by job
+	sched   schedule
+	runCtx  context.Context // Run's context; nil before Run
+	stopped bool            // Run is waiting for its loops: start no more
+	wg      sync.WaitGroup  // the loops
 }
 
-// New validates opts and registers the poller's metrics on reg.
+// New validates opts and registers the poller's metrics on reg. It builds
+// the HTTP clients of opts.Targets' jobs, which reads the files their
+// settings name (ca_file, cert_file...): a missing one is an error.
 func New(opts Options, pub stream.Publisher, logger *slog.Logger, reg prometheus.Registerer) (*Poller, error) {
 	if opts.Interval <= 0 {
 		return nil, errors.New("poller: scrape interval must be positive")
 	}
-	if opts.Timeout <= 0 || opts.Timeout > opts.Interval {
-		opts.Timeout = min(opts.Interval, 10*time.Second)
-	}
+	opts.Timeout = scrapeTimeout(opts.Interval, opts.Timeout)
 	if opts.BodyLimit <= 0 {
 		opts.BodyLimit = 16 << 20
 	}
@@ -106,14 +122,6 @@ func New(opts Options, pub stream.Publisher, logger *slog.Logger, reg prometheus
 	default:
 		return nil, fmt.Errorf("poller: codec %s cannot be encoded", opts.Codec)
 	}
-	client := opts.HTTPClient
-	if client == nil {
-		client = &http.Client{Transport: &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			MaxIdleConnsPerHost: 2,
-			IdleConnTimeout:     2 * opts.Interval,
-		}}
-	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -122,27 +130,37 @@ func New(opts Options, pub stream.Publisher, logger *slog.Logger, reg prometheus
 	if err != nil {
 		return nil, err
 	}
-	log := logger.With("component", "poller")
-	targets := make([]*target, 0, len(opts.Targets))
-	for _, t := range opts.Targets {
-		targets = append(targets, &target{
-			Target:  t,
-			key:     t.Job + "\x00" + t.Name,
-			log:     log.With("job", t.Job, "instance", t.Name),
-			metrics: m.forTarget(t.Job, t.Name),
-		})
-	}
-	return &Poller{
+	sc := newScraper(opts)
+	p := &Poller{
 		opts:    opts,
 		pub:     pub,
-		log:     log,
+		log:     logger.With("component", "poller"),
 		metrics: m,
-		scraper: newScraper(client, opts),
+		scraper: sc,
 		outbox:  ob,
-		targets: targets,
 		now:     time.Now,
 		zstd:    zenc,
-	}, nil
+		loops:   map[string]*loop{},
+		clients: map[string]*jobClient{},
+		sched:   sc.schedule(opts.Interval, opts.Timeout),
+	}
+	jobs := map[string][]config.Target{}
+	for _, t := range opts.Targets {
+		jobs[t.Job] = append(jobs[t.Job], t)
+	}
+	if _, err := p.SetTargets(jobs); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// scrapeTimeout is timeout, or when it is not within (0, interval] the
+// default Prometheus derives: the interval, at most 10s.
+func scrapeTimeout(interval, timeout time.Duration) time.Duration {
+	if timeout <= 0 || timeout > interval {
+		return min(interval, 10*time.Second)
+	}
+	return timeout
 }
 
 // target is what one target's loop keeps from one scrape to the next. It
@@ -150,7 +168,8 @@ func New(opts Options, pub stream.Publisher, logger *slog.Logger, reg prometheus
 // Only the target's own loop uses it.
 type target struct {
 	config.Target
-	key     string // the target's outbox slot
+	key     string       // the target's outbox slot
+	client  *http.Client // its job's
 	log     *slog.Logger
 	metrics *targetMetrics
 	// lastSize is the size of the previous body, to size the next one's
@@ -163,27 +182,42 @@ type target struct {
 
 // Run scrapes and publishes until ctx is done. It then stops scraping and
 // waits up to ShutdownGrace for outstanding acknowledgements, so the caller
-// should close the publisher's connection only after Run returns.
+// should close the publisher's connection only after Run returns. Run may
+// be called once.
 func (p *Poller) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	for _, t := range p.targets {
-		wg.Go(func() { p.runTarget(ctx, t) })
+	p.mu.Lock()
+	if p.runCtx != nil {
+		p.mu.Unlock()
+		return errors.New("poller: Run called twice")
 	}
+	p.runCtx = ctx
+	for _, l := range p.loops {
+		p.start(l)
+	}
+	p.mu.Unlock()
 	p.send(ctx)
-	wg.Wait()
+	p.mu.Lock()
+	p.stopped = true // no loop starts after this, so wg.Wait below is final
+	p.mu.Unlock()
+	p.wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, jc := range p.clients {
+		jc.client.CloseIdleConnections() // the keep-alive connections to the targets
+	}
 	return nil
 }
 
-// runTarget scrapes one target every interval from its stable offset.
-func (p *Poller) runTarget(ctx context.Context, t *target) {
-	wait := time.NewTimer(offset(p.now(), p.opts.Interval, p.opts.Identity, t.Job, t.Name, t.URL))
+// runTarget scrapes one target every s.interval from its stable offset.
+func (p *Poller) runTarget(ctx context.Context, t *target, s schedule) {
+	wait := time.NewTimer(offset(p.now(), s.interval, p.opts.Identity, t.Job, t.Name, t.URL))
 	defer wait.Stop()
 	select {
 	case <-ctx.Done():
 		return
 	case <-wait.C:
 	}
-	ticker := time.NewTicker(p.opts.Interval)
+	ticker := time.NewTicker(s.interval)
 	defer ticker.Stop()
 	done := make(chan struct{})
 	for {
@@ -195,7 +229,7 @@ func (p *Poller) runTarget(ctx context.Context, t *target) {
 		// from which it sizes new goroutines.
 		go func() {
 			defer func() { done <- struct{}{} }()
-			p.scrapeOnce(ctx, t)
+			p.scrapeOnce(ctx, t, s)
 		}()
 		<-done
 		select {
@@ -217,10 +251,10 @@ func (p *Poller) compress(dst, body []byte) []byte {
 // scrapeOnce scrapes t and puts the resulting message in the outbox. The
 // buffers it borrows are back in the pool when it returns; the message does
 // not alias them.
-func (p *Poller) scrapeOnce(ctx context.Context, t *target) {
+func (p *Poller) scrapeOnce(ctx context.Context, t *target, s schedule) {
 	start := p.now()
-	sctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
-	body, contentType, err := p.scraper.scrape(sctx, t.Job, t.URL, &p.buffers, t.lastSize)
+	sctx, cancel := context.WithTimeout(ctx, s.timeout)
+	body, contentType, err := p.scraper.scrape(sctx, t.client, s.header, t.URL, &p.buffers, t.lastSize)
 	cancel()
 	if body != nil {
 		defer p.buffers.putBody(body)

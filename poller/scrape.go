@@ -35,32 +35,38 @@ func (e *scrapeError) Unwrap() error { return e.err }
 
 // scraper fetches exposition bodies. Bodies are not parsed: the poller
 // forwards the bytes as scraped and leaves parsing to the receiver. It is
-// safe for concurrent use; clients is only read.
+// safe for concurrent use.
 type scraper struct {
-	client    *http.Client            // for jobs not in clients
-	clients   map[string]*http.Client // by job
 	bodyLimit int64
-	header    http.Header // every request's headers; each request gets a copy
-	gzip      sync.Pool   // of *gzip.Reader
+	userAgent string
+	gzip      sync.Pool // of *gzip.Reader
 }
 
-// newScraper returns a scraper that sends opts' user agent and timeout, and
-// reads at most opts.BodyLimit bytes of a body.
-func newScraper(client *http.Client, opts Options) *scraper {
-	return &scraper{
-		client:    client,
-		clients:   opts.HTTPClients,
-		bodyLimit: opts.BodyLimit,
-		header: http.Header{
-			"Accept":                              {acceptHeader},
-			"Accept-Encoding":                     {"gzip"},
-			"User-Agent":                          {opts.UserAgent},
-			"X-Prometheus-Scrape-Timeout-Seconds": {strconv.FormatFloat(opts.Timeout.Seconds(), 'f', -1, 64)},
-		},
-	}
+// newScraper returns a scraper that sends opts' user agent and reads at
+// most opts.BodyLimit bytes of a body.
+func newScraper(opts Options) *scraper {
+	return &scraper{bodyLimit: opts.BodyLimit, userAgent: opts.UserAgent}
 }
 
-// scrape GETs url with job's client and returns the body and the
+// schedule is how often and how long every target is scraped, with the
+// request headers that say so. A loop takes a copy when it starts and
+// keeps it: a new schedule restarts the loops.
+type schedule struct {
+	interval, timeout time.Duration
+	header            http.Header // every request's headers; each request gets a copy
+}
+
+// schedule returns the schedule for interval and timeout.
+func (s *scraper) schedule(interval, timeout time.Duration) schedule {
+	return schedule{interval: interval, timeout: timeout, header: http.Header{
+		"Accept":                              {acceptHeader},
+		"Accept-Encoding":                     {"gzip"},
+		"User-Agent":                          {s.userAgent},
+		"X-Prometheus-Scrape-Timeout-Seconds": {strconv.FormatFloat(timeout.Seconds(), 'f', -1, 64)},
+	}}
+}
+
+// scrape GETs url with client and header and returns the body and the
 // response's Content-Type. It asks for gzip and inflates the body itself,
 // as Prometheus does, because prometheus/common's transports leave
 // compression to the caller; body_size_limit applies to the inflated
@@ -71,17 +77,13 @@ func newScraper(client *http.Client, opts Options) *scraper {
 // on slow or hung targets hold no buffer; on error none is returned.
 // sizeHint is the size of the target's previous body, to size the buffer
 // when the response does not say.
-func (s *scraper) scrape(ctx context.Context, job, url string, bufs *buffers, sizeHint int) (*bytes.Buffer, string, error) {
+func (s *scraper) scrape(ctx context.Context, client *http.Client, header http.Header, url string, bufs *buffers, sizeHint int) (*bytes.Buffer, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, "", &scrapeError{reasonConnection, fmt.Errorf("build request: %w", err)}
 	}
 	// One allocation for every value instead of one per header set.
-	req.Header = s.header.Clone()
-	client := s.clients[job]
-	if client == nil {
-		client = s.client
-	}
+	req.Header = header.Clone()
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, "", classify(err, reasonConnection)

@@ -24,7 +24,8 @@ import (
 // The groups already in the Pushgateway were learnt by seedBook before it
 // starts.
 func (r *Receiver) lifecycle(ctx context.Context) {
-	tick := time.NewTicker(min(r.opts.DownAfter/4, 30*time.Second))
+	period := lifecyclePeriod(r.live.Load().DownAfter)
+	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
 		select {
@@ -32,20 +33,32 @@ func (r *Receiver) lifecycle(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		live := r.live.Load()
+		// A reload may have changed down_after; the period follows it
+		// from the next tick, which is at most 30s away.
+		if p := lifecyclePeriod(live.DownAfter); p != period {
+			period = p
+			tick.Reset(period)
+		}
 		now := r.now()
 		var deleteBefore time.Time
-		if r.opts.DeleteAfter > 0 {
-			deleteBefore = now.Add(-r.opts.DeleteAfter)
+		if live.DeleteAfter > 0 {
+			deleteBefore = now.Add(-live.DeleteAfter)
 		}
-		downBefore := now.Add(-r.opts.DownAfter)
+		downBefore := now.Add(-live.DownAfter)
 		if r.sched.due(downBefore, deleteBefore) {
 			// Before acting, learn whether someone else (another receiver
 			// on the same Pushgateway) pushed these groups meanwhile.
 			r.refresh(ctx)
 			r.sched.reap(downBefore, deleteBefore)
 		}
-		r.sched.forget(r.opts.DeleteAfter == 0)
+		r.sched.forget(live.DeleteAfter == 0)
 	}
+}
+
+// lifecyclePeriod is how often the lifecycle looks for silent groups.
+func lifecyclePeriod(downAfter time.Duration) time.Duration {
+	return min(downAfter/4, 30*time.Second)
 }
 
 // groupsTimeout bounds listing the Pushgateway's groups, which reads its
@@ -179,13 +192,13 @@ func (w *worker) control(ctx context.Context, g *group, it *item) {
 		w.finish(g, err == nil, answered)
 		if err == nil {
 			r.metrics.markedDown.Inc()
-			r.log.Info("no scrape of the group arrived for down_after; replaced it with up 0", "group", g.key, "down_after", r.opts.DownAfter)
+			r.log.Info("no scrape of the group arrived for down_after; replaced it with up 0", "group", g.key, "down_after", r.live.Load().DownAfter)
 		}
 	case controlDelete:
 		if err = r.push.Delete(pctx, g.key); err == nil {
 			r.book.forget(g.id) // before finish: the group's next push may start at once
 			r.metrics.deleted.Inc()
-			r.log.Info("no scrape of the group arrived for delete_after; deleted it", "group", g.key, "delete_after", r.opts.DeleteAfter)
+			r.log.Info("no scrape of the group arrived for delete_after; deleted it", "group", g.key, "delete_after", r.live.Load().DeleteAfter)
 		}
 		r.sched.finish(g, err == nil)
 	}

@@ -34,7 +34,7 @@ func (w *worker) process(ctx context.Context, g *group, it *item) {
 	answered := true
 	b := backoff.New(r.opts.RetryMin, r.opts.RetryMax)
 	for attempt := 1; ; attempt++ {
-		if r.now().Sub(it.env.ScrapeStart) > r.opts.MaxAge {
+		if r.now().Sub(it.env.ScrapeStart) > r.live.Load().MaxAge {
 			r.dropAll(w.finish(g, false, answered), dropStale,
 				fmt.Errorf("scrape of %s became older than max_age after %d failed push attempts", g.key, attempt-1))
 			return

@@ -51,9 +51,22 @@ type Options struct {
 	Publishers map[string][]string
 }
 
+// Live are the settings a running Receiver takes from a reload: each is
+// read where it is used, so a change applies from the next message, push
+// attempt or lifecycle tick; the scrapes waiting meanwhile are judged by
+// the new values.
+type Live struct {
+	// MaxAge, DownAfter, DeleteAfter and Publishers are as in Options.
+	MaxAge, DownAfter, DeleteAfter time.Duration
+	Publishers                     map[string][]string
+}
+
 // Receiver moves scrapes from a Subscriber to the Pushgateway.
 type Receiver struct {
+	// opts' MaxAge, DownAfter, DeleteAfter and Publishers are those New was
+	// given; live holds the current ones.
 	opts     Options
+	live     atomic.Pointer[Live]
 	sub      stream.Subscriber
 	push     *pushgateway.Client
 	log      *slog.Logger
@@ -122,7 +135,7 @@ func New(opts Options, sub stream.Subscriber, push *pushgateway.Client, logger *
 	if opts.PublisherLabel {
 		groupLabels = append(groupLabels, opts.PublisherLabelName)
 	}
-	return &Receiver{
+	r := &Receiver{
 		groupLabels:    groupLabels,
 		opts:           opts,
 		sub:            sub,
@@ -137,7 +150,26 @@ func New(opts Options, sub stream.Subscriber, push *pushgateway.Client, logger *
 		conflictLog:    rate.Sometimes{Interval: time.Minute},
 		controlFailLog: rate.Sometimes{Interval: time.Minute},
 		clashLog:       rate.Sometimes{Interval: time.Minute},
-	}, nil
+	}
+	r.live.Store(&Live{MaxAge: opts.MaxAge, DownAfter: opts.DownAfter, DeleteAfter: opts.DeleteAfter, Publishers: opts.Publishers})
+	return r, nil
+}
+
+// SetLive replaces the live settings, with New's defaults for zero ones
+// (DownAfter twice MaxAge). Publishers nil accepts every publisher. The
+// caller must not modify l.Publishers afterwards. Safe for concurrent use.
+func (r *Receiver) SetLive(l Live) error {
+	if l.MaxAge <= 0 {
+		return errors.New("receiver: max_age must be positive")
+	}
+	if l.DownAfter <= 0 {
+		l.DownAfter = 2 * l.MaxAge
+	}
+	if l.DeleteAfter < 0 {
+		return errors.New("receiver: delete_after must not be negative")
+	}
+	r.live.Store(&l)
+	return nil
 }
 
 // Run receives and pushes until ctx is done. Then it stops taking new
@@ -190,7 +222,7 @@ func (r *Receiver) handle(m stream.Message) {
 	now := r.now()
 	age := now.Sub(env.ScrapeStart)
 	r.metrics.messageAge.Observe(max(age, 0).Seconds())
-	if age > r.opts.MaxAge {
+	if age > r.live.Load().MaxAge {
 		r.drop(m, dropStale, nil)
 		return
 	}
@@ -220,10 +252,11 @@ func (r *Receiver) handle(m stream.Message) {
 // names; NATS cannot bind that field to a connection's credentials, so a
 // DC that can publish at all can still claim another DC's identity.
 func (r *Receiver) allowed(env *envelope.Envelope) (reason string, err error) {
-	if r.opts.Publishers == nil {
+	publishers := r.live.Load().Publishers
+	if publishers == nil {
 		return "", nil
 	}
-	jobs, ok := r.opts.Publishers[env.Publisher]
+	jobs, ok := publishers[env.Publisher]
 	switch {
 	case !ok:
 		return dropPublisherNotAllowed, fmt.Errorf("publisher %q is not in publishers", env.Publisher)

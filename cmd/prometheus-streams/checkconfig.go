@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"maps"
 	"net/url"
 	"slices"
 	"text/tabwriter"
@@ -9,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/choria-io/prometheus-streams/config"
+	"github.com/choria-io/prometheus-streams/discovery"
 )
 
 func newCheckConfigCmd(g *globalFlags) *cobra.Command {
@@ -17,7 +20,9 @@ func newCheckConfigCmd(g *globalFlags) *cobra.Command {
 		Use:   "check-config",
 		Short: "Validate the configuration file and print the resolved targets",
 		Long: "Validate the configuration file for the roles given with --role (default: every role whose " +
-			"sections the file has) and print the resolved targets. Exit status 1 names the offending key and line.",
+			"sections the file has) and print the resolved targets, those of the file_sd files read once included, " +
+			"and the file_sd entries a poller would refuse. Exit status 1 names the offending key and line; " +
+			"refused file_sd entries do not change it, as a running poller skips them and scrapes the rest.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(g.config)
@@ -50,12 +55,7 @@ func newCheckConfigCmd(g *globalFlags) *cobra.Command {
 			if slices.Contains(want, config.RolePoller) {
 				fmt.Fprintf(out, "poller: identity %s, client_id %s, scrape_interval %s, scrape_timeout %s\n",
 					cfg.Identity, cfg.ClientID(config.RolePoller), cfg.ScrapeInterval, cfg.ScrapeTimeout)
-				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "JOB\tINSTANCE\tURL")
-				for _, t := range cfg.Targets() {
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Job, t.Name, redact(t.URL))
-				}
-				if err := tw.Flush(); err != nil {
+				if err := printTargets(out, cfg); err != nil {
 					return err
 				}
 			}
@@ -68,6 +68,34 @@ func newCheckConfigCmd(g *globalFlags) *cobra.Command {
 	}
 	cmd.Flags().StringSliceVar(&roles, "role", nil, "validate for these roles (poller, receiver)")
 	return cmd
+}
+
+// printTargets prints every target a poller would scrape: the static ones
+// and those the file_sd files list now, then the file_sd entries it would
+// refuse.
+func printTargets(out io.Writer, cfg *config.Config) error {
+	static := cfg.Targets()
+	jobs, refused := discovery.Read(cfg, static)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tINSTANCE\tURL")
+	for _, job := range slices.Sorted(maps.Keys(jobs)) {
+		for _, t := range jobs[job] {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Job, t.Name, redact(t.URL))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, job := range slices.Sorted(maps.Keys(cfg.Jobs)) {
+		if sds := cfg.Jobs[job].FileSDConfigs; len(sds) > 0 {
+			static := len(slices.DeleteFunc(slices.Clone(static), func(t config.Target) bool { return t.Job != job }))
+			fmt.Fprintf(out, "file_sd: job %s: %d targets from %d file_sd_configs entries\n", job, len(jobs[job])-static, len(sds))
+		}
+	}
+	for _, r := range refused {
+		fmt.Fprintf(out, "file_sd: refused (%s): %v\n", r.Reason, r)
+	}
+	return nil
 }
 
 // redact hides a password in a URL's user info, so check-config output can

@@ -14,8 +14,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/choria-io/prometheus-streams/config"
+	"github.com/choria-io/prometheus-streams/discovery"
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/internal/monitor"
+	"github.com/choria-io/prometheus-streams/internal/reload"
 	"github.com/choria-io/prometheus-streams/poller"
 	"github.com/choria-io/prometheus-streams/pushgateway"
 	"github.com/choria-io/prometheus-streams/receiver"
@@ -59,8 +61,14 @@ func newDaemonCmd(g *globalFlags, role, short string) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			reloader, err := reload.New(reload.Options{Path: g.config, Role: config.Role(role), Current: cfg, Applier: d.applier}, logger, reg)
+			if err != nil {
+				return err
+			}
+			d.background = append(d.background, func(ctx context.Context) error { return reloader.Run(ctx, g.hup) })
 			if cfg.MonitorPort > 0 {
-				mon, err := monitor.New(cfg.MonitorAddress(), cfg.MonitorWebConfig, reg, d.ready, logger, monitor.WithPprof(cfg.MonitorPprof))
+				mon, err := monitor.New(cfg.MonitorAddress(), cfg.MonitorWebConfig, reg, d.ready, logger,
+					monitor.WithPprof(cfg.MonitorPprof), monitor.WithReload(reloader.Reload))
 				if err != nil {
 					return err
 				}
@@ -88,17 +96,21 @@ func newRegistry() *prometheus.Registry {
 
 // daemon is a built poller or receiver: the work (which ends once its
 // context is done and in-flight work is finished), the stream connection
-// it needs until then, and the monitor servers.
+// it needs until then, what runs beside the work (file discovery, reloads
+// on SIGHUP), and the monitor servers.
 type daemon struct {
-	work     func(context.Context) error
-	conn     func(context.Context) error // nil when work owns its connection
-	ready    func() bool
-	monitors []*monitor.Server
+	work       func(context.Context) error
+	conn       func(context.Context) error // nil when work owns its connection
+	background []func(context.Context) error
+	ready      func() bool
+	monitors   []*monitor.Server
+	applier    reload.Applier // what a reload applies to
 }
 
 // run starts everything and shuts down in order once ctx is done: the
-// work first (it finishes what is in flight), then the stream connection,
-// then the monitor, so /metrics answers until the end.
+// work first (it finishes what is in flight) with what runs beside it,
+// then the stream connection, then the monitor, so /metrics answers until
+// the end.
 func (d *daemon) run(ctx context.Context) error {
 	background := context.WithoutCancel(ctx)
 	monCtx, stopMon := context.WithCancel(background)
@@ -113,7 +125,20 @@ func (d *daemon) run(ctx context.Context) error {
 	} else {
 		connErr <- nil
 	}
+	// What runs beside the work stops with it, also when the work ends by
+	// itself (a failed subscription).
+	bgCtx, stopBg := context.WithCancel(ctx)
+	bgErr := make(chan error, len(d.background))
+	for _, fn := range d.background {
+		go func() { bgErr <- fn(bgCtx) }()
+	}
 	err := d.work(ctx)
+	stopBg()
+	for range d.background {
+		if berr := <-bgErr; err == nil {
+			err = berr
+		}
+	}
 	stopConn()
 	if cerr := <-connErr; err == nil {
 		err = cerr
@@ -161,12 +186,13 @@ func codec(compression string) envelope.Codec {
 	return envelope.CodecSnappy
 }
 
+// staticTargets are cfg's static targets as the poller scrapes them.
+func staticTargets(cfg *config.Config) ([]config.Target, error) {
+	return selfScrapeScheme(cfg, cfg.Targets())
+}
+
 func buildPoller(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*daemon, error) {
-	targets, err := selfScrapeScheme(cfg, cfg.Targets())
-	if err != nil {
-		return nil, err
-	}
-	clients, err := scrapeClients(targets)
+	static, err := staticTargets(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -178,10 +204,10 @@ func buildPoller(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 	if err != nil {
 		return nil, err
 	}
+	// The targets come from disc, which merges the static ones with those
+	// of the file_sd files; the poller builds each job's HTTP client.
 	p, err := poller.New(poller.Options{
 		Identity:    cfg.Identity,
-		Targets:     targets,
-		HTTPClients: clients,
 		Interval:    time.Duration(cfg.ScrapeInterval),
 		Timeout:     time.Duration(cfg.ScrapeTimeout),
 		BodyLimit:   int64(cfg.BodySizeLimit),
@@ -192,7 +218,18 @@ func buildPoller(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 	if err != nil {
 		return nil, err
 	}
-	return &daemon{work: p.Run, conn: pub.Run, ready: pub.Connected}, nil
+	disc, err := discovery.New(p, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := disc.Apply(cfg, static); err != nil {
+		return nil, err
+	}
+	return &daemon{
+		work: p.Run, conn: pub.Run, ready: pub.Connected,
+		background: []func(context.Context) error{disc.Run},
+		applier:    reload.Poller{Discovery: disc, Poller: p, Targets: staticTargets},
+	}, nil
 }
 
 func buildReceiver(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*daemon, error) {
@@ -234,5 +271,5 @@ func buildReceiver(cfg *config.Config, logger *slog.Logger, reg prometheus.Regis
 	}
 	// The receiver owns its subscription's lifetime (it acknowledges
 	// in-flight pushes before closing it), so there is no separate conn.
-	return &daemon{work: r.Run, ready: sub.Connected}, nil
+	return &daemon{work: r.Run, ready: sub.Connected, applier: reload.Receiver{Receiver: r}}, nil
 }

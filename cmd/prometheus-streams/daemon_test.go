@@ -3,8 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,5 +81,94 @@ jobs:
 				t.Fatal("the poller did not stop within 15s")
 			}
 		})
+	}
+}
+
+// TestDaemonReloadsOnSIGHUPAndPOST runs a poller with a SIGHUP channel of
+// the test's, adds a target by SIGHUP and has a changed identity refused
+// by POST /-/reload.
+func TestDaemonReloadsOnSIGHUPAndPOST(t *testing.T) {
+	nats := testenv.Streaming(t, embedded.StreamingOptions{})
+	var hitsB atomic.Int32
+	a := testenv.Exporter(t, []byte("a 1\n"), testenv.TextContentType)
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hitsB.Add(1)
+		_, _ = w.Write([]byte("b 1\n"))
+	}))
+	t.Cleanup(b.Close)
+	_, port, _ := net.SplitHostPort(testenv.FreeAddr(t))
+	text := fmt.Sprintf(`identity: dc9
+scrape_interval: 200ms
+monitor_port: %[1]s
+monitor_listen: 127.0.0.1
+poller_stream: {cluster_id: %[2]s, urls: "%[3]s", topic: prometheus}
+jobs:
+  app:
+    targets:
+      - {name: a, url: "%[4]s/metrics"}
+`, port, nats.ClusterID(), nats.URL(), a.URL)
+	file := writeFile(t, text)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hup := make(chan os.Signal, 1)
+	code := make(chan int, 1)
+	var errOut testenv.SyncBuffer
+	go func() {
+		code <- runWith(ctx, hup, []string{"--config", file, "poller"}, &testenv.SyncBuffer{}, &errOut)
+	}()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	base := "http://" + net.JoinHostPort("127.0.0.1", port)
+	metric := func(series string) bool {
+		resp, err := client.Get(base + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer func() { _ = resp.Body.Close() }()
+		body, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(body), "\n"+series+"\n")
+	}
+	testenv.WaitFor(t, "one target", 10*time.Second, func() bool { return metric(`prometheus_streams_poller_targets{job="app"} 1`) })
+
+	if err := os.WriteFile(file, []byte(text+fmt.Sprintf("      - {name: b, url: \"%s/metrics\"}\n", b.URL)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hup <- syscall.SIGHUP
+	testenv.WaitFor(t, "the added target to be scraped", 10*time.Second, func() bool {
+		return hitsB.Load() > 0 && metric(`prometheus_streams_poller_targets{job="app"} 2`)
+	})
+	if !metric(`prometheus_streams_config_reloads_total{result="success"} 1`) {
+		t.Error("the reload is not counted")
+	}
+
+	if err := os.WriteFile(file, []byte(strings.Replace(text, "dc9", "dc10", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Post(base+"/-/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(string(body), "restart to apply: identity") {
+		t.Errorf("POST /-/reload with a new identity: %d %q", resp.StatusCode, body)
+	}
+	if !metric("prometheus_streams_config_last_reload_successful 0") || !metric(`prometheus_streams_poller_targets{job="app"} 2`) {
+		t.Error("the refused reload is not recorded, or changed the targets")
+	}
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("the poller exited %d\n%s", c, errOut.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the poller did not stop within 15s")
+	}
+	for _, want := range []string{"configuration reloaded", "added=1", "configuration reload refused"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("the log lacks %q:\n%s", want, errOut.String())
+		}
 	}
 }

@@ -11,30 +11,6 @@ import (
 	"github.com/choria-io/prometheus-streams/internal/monitor"
 )
 
-// scrapeClients builds one client per job from the job's HTTP client
-// settings, as Prometheus does per scrape_config. The clients have no
-// timeout of their own: the poller bounds each scrape with its context.
-// Files the settings name (ca_file, cert_file...) are read here, so a
-// missing one stops the start.
-func scrapeClients(targets []config.Target) (map[string]*http.Client, error) {
-	clients := map[string]*http.Client{}
-	for _, t := range targets {
-		if _, ok := clients[t.Job]; ok {
-			continue
-		}
-		hc := commoncfg.DefaultHTTPClientConfig
-		if t.HTTPClient != nil {
-			hc = *t.HTTPClient
-		}
-		c, err := commoncfg.NewClientFromConfig(hc, "scrape_"+t.Job)
-		if err != nil {
-			return nil, fmt.Errorf("jobs.%s: %w", t.Job, err)
-		}
-		clients[t.Job] = c
-	}
-	return clients, nil
-}
-
 // pushgatewayHTTPClient builds the Pushgateway's client from push_gateway's
 // HTTP client settings. It sets no overall timeout: the receiver bounds
 // each push with push_gateway.timeout through its context, and listing the

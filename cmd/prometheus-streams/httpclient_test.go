@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	commoncfg "github.com/prometheus/common/config"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/choria-io/prometheus-streams/config"
@@ -59,11 +60,11 @@ jobs:
 	if len(targets) != 1 || !strings.HasPrefix(targets[0].URL, "https://127.0.0.1:") {
 		t.Fatalf("targets %+v, want the self-scrape target over https", targets)
 	}
-	clients, err := scrapeClients(targets)
+	// The client the poller builds for the job (poller/targets.go).
+	client, err := commoncfg.NewClientFromConfig(*targets[0].HTTPClient, "scrape_"+config.SelfScrapeJob)
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := clients[config.SelfScrapeJob]
 	defer client.CloseIdleConnections()
 
 	mon, err := monitor.New(cfg.MonitorAddress(), cfg.MonitorWebConfig, prometheus.NewRegistry(), func() bool { return true }, slog.New(slog.DiscardHandler))
@@ -90,12 +91,12 @@ jobs:
 	// The same CA without the credentials is refused.
 	anon := *cfg.Targets()[0].HTTPClient
 	anon.BasicAuth = nil
-	noAuth, err := scrapeClients([]config.Target{{Job: "anon", HTTPClient: &anon}})
+	noAuth, err := commoncfg.NewClientFromConfig(anon, "anon")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer noAuth["anon"].CloseIdleConnections()
-	if code := get(noAuth["anon"]); code != http.StatusUnauthorized {
+	defer noAuth.CloseIdleConnections()
+	if code := get(noAuth); code != http.StatusUnauthorized {
 		t.Fatalf("self-scrape without credentials: %d, want 401", code)
 	}
 }

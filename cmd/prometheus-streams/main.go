@@ -18,7 +18,12 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	// SIGHUP reloads the configuration of a running poller or receiver, as
+	// in Prometheus; other commands ignore it instead of dying of it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	code := runWith(ctx, hup, os.Args[1:], os.Stdout, os.Stderr)
+	signal.Stop(hup)
 	stop()
 	os.Exit(code)
 }
@@ -33,11 +38,19 @@ type globalFlags struct {
 	logFormat string
 	debug     bool
 	pidFile   string
+	// hup delivers SIGHUP, which main owns like every signal; not a flag,
+	// but passed down the same way. nil: never.
+	hup <-chan os.Signal
 }
 
 // run executes the command line and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRootCmd(stdout, stderr)
+	return runWith(ctx, nil, args, stdout, stderr)
+}
+
+// runWith is run with the channel SIGHUP arrives on.
+func runWith(ctx context.Context, hup <-chan os.Signal, args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd(stdout, stderr, hup)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "prometheus-streams: %v\n", err)
@@ -59,8 +72,8 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
-	g := &globalFlags{}
+func newRootCmd(stdout, stderr io.Writer, hup <-chan os.Signal) *cobra.Command {
+	g := &globalFlags{hup: hup}
 	root := &cobra.Command{
 		Use:           "prometheus-streams",
 		Short:         "Carry Prometheus scrapes from remote data centres to a central Pushgateway over NATS Streaming",
@@ -86,6 +99,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newDemoCmd(g),
 		newBenchCmd(),
 		newCheckConfigCmd(g),
+		newManCmd(),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

@@ -204,3 +204,31 @@ func TestREADMEExampleIsValid(t *testing.T) {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
 }
+
+func TestCheckConfigListsFileSDTargets(t *testing.T) {
+	file := writeFile(t, "poller_stream: {cluster_id: c, urls: nats://x:4222, topic: t}\n"+
+		"jobs:\n  node:\n    targets: [{name: static1, url: 'http://s:9100/metrics'}]\n    file_sd_configs: [{files: [targets/*.yml]}]\n")
+	dir := filepath.Join(filepath.Dir(file), "targets")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sd := "- targets: ['a:9100', 'b:9100']\n  labels: {__scheme__: https}\n- targets: ['c:9100']\n  labels: {instance: static1}\n"
+	if err := os.WriteFile(filepath.Join(dir, "dc1.yml"), []byte(sd), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCmd(t, "check-config", "--config", file)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"static1   http://s:9100/metrics",
+		"a:9100    https://a:9100/metrics",
+		"b:9100    https://b:9100/metrics",
+		"file_sd: job node: 2 targets from 1 file_sd_configs entries",
+		`file_sd: refused (duplicate): job "node": file ` + filepath.Join(dir, "dc1.yml") + `: target "c:9100" (instance "static1")`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check-config output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -1,7 +1,7 @@
 // Package monitor serves a daemon's own metrics and health on the
 // monitor_port: /metrics, /healthz (the process runs), /readyz (its
-// stream connection is up) and, when enabled, Go's profiles under
-// /debug/pprof/. TLS and basic auth come from an exporter-toolkit web
+// stream connection is up) and, when enabled, POST /-/reload and Go's
+// profiles under /debug/pprof/. TLS and basic auth come from an exporter-toolkit web
 // configuration file, as in every Prometheus exporter.
 package monitor
 
@@ -34,7 +34,19 @@ type Server struct {
 type Option func(*options)
 
 type options struct {
-	pprof bool
+	pprof  bool
+	reload func(context.Context) error
+}
+
+// WithReload serves POST /-/reload, as Prometheus does: it calls reload
+// and answers 200 when it returns nil, else 500 with the error's text as
+// the body, so that the operator (or the tool that changed the file) sees
+// why the file was refused. Other methods get 405. It is behind the same
+// TLS and authentication as /metrics: whoever can reach it can make the
+// process re-read its configuration, nothing more. reload gets the
+// request's context and must serialise concurrent calls itself.
+func WithReload(reload func(context.Context) error) Option {
+	return func(o *options) { o.reload = reload }
 }
 
 // WithPprof serves net/http/pprof's index, profiles, cmdline, symbol and
@@ -80,6 +92,15 @@ func New(addr, webConfig string, g prometheus.Gatherer, ready func() bool, logge
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	if o.reload != nil {
+		mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, r *http.Request) {
+			if err := o.reload(r.Context()); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			_, _ = w.Write([]byte("ok\n"))
+		})
+	}
 	if o.pprof {
 		handlePprof(mux)
 	}
