@@ -1,0 +1,487 @@
+package e2e
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/choria-io/prometheus-streams/embedded"
+	"github.com/choria-io/prometheus-streams/internal/testenv"
+)
+
+// dashboardsGlob is the Grafana dashboards, relative to the module root.
+const dashboardsGlob = "packaging/grafana/*.json"
+
+// grafanaDashboard is the part of a Grafana dashboard the test reads.
+type grafanaDashboard struct {
+	Title         string `json:"title"`
+	SchemaVersion int    `json:"schemaVersion"`
+	Templating    struct {
+		List []grafanaVariable `json:"list"`
+	} `json:"templating"`
+	Panels []grafanaPanel `json:"panels"`
+}
+
+type grafanaVariable struct {
+	Name       string `json:"name"`
+	Type       string `json:"type"`
+	Definition string `json:"definition"`
+	AllValue   string `json:"allValue"`
+}
+
+type grafanaPanel struct {
+	Title   string `json:"title"`
+	Type    string `json:"type"`
+	Targets []struct {
+		Expr  string `json:"expr"`
+		RefID string `json:"refId"`
+	} `json:"targets"`
+	Panels []grafanaPanel `json:"panels"` // a collapsed row's
+}
+
+// grafanaBuiltins are what Grafana puts in for its own variables, for a
+// Prometheus that scrapes every second.
+var grafanaBuiltins = map[string]string{
+	"__rate_interval": "30s",
+	"__interval":      "5s",
+	"__range":         "5m",
+	"__range_s":       "300",
+	"__range_ms":      "300000",
+}
+
+// grafanaVarRE matches $name, ${name}, ${name:format} and [[name]].
+var grafanaVarRE = regexp.MustCompile(`\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]`)
+
+// labelValuesRE matches a query variable's label_values(metric, label).
+var labelValuesRE = regexp.MustCompile(`^label_values\((.+),\s*(\w+)\s*\)$`)
+
+// expandGrafana replaces the variables in expr with values (and Grafana's
+// built-in ones); a variable the dashboard does not define is an error.
+func expandGrafana(expr string, values map[string]string) (string, error) {
+	var unknown []string
+	out := grafanaVarRE.ReplaceAllStringFunc(expr, func(m string) string {
+		sub := grafanaVarRE.FindStringSubmatch(m)
+		name := sub[1] + sub[2] + sub[3]
+		if v, ok := grafanaBuiltins[name]; ok {
+			return v
+		}
+		if v, ok := values[name]; ok {
+			return v
+		}
+		unknown = append(unknown, name)
+		return m
+	})
+	if len(unknown) > 0 {
+		return "", fmt.Errorf("%s: undefined variables %v", expr, unknown)
+	}
+	return out, nil
+}
+
+// panelExprs returns every target expression of the dashboard's panels,
+// rows' panels included, keyed by "panel title/refId".
+func (d grafanaDashboard) panelExprs() map[string]string {
+	out := map[string]string{}
+	var walk func([]grafanaPanel)
+	walk = func(ps []grafanaPanel) {
+		for _, p := range ps {
+			for _, tg := range p.Targets {
+				if strings.TrimSpace(tg.Expr) != "" {
+					out[p.Title+"/"+tg.RefID] = tg.Expr
+				}
+			}
+			walk(p.Panels)
+		}
+	}
+	walk(d.Panels)
+	return out
+}
+
+// liveCheck is a condition on the running Prometheus that must come true.
+type liveCheck struct {
+	what string
+	cond func() error
+}
+
+// TestDashboardAndRulesAgainstRealPrometheus runs the pipeline into Debian's
+// Prometheus as in production (the Pushgateway with honor_labels, the
+// receiver's monitor port; the poller's own metrics only through the
+// pipeline) with the rule files loaded, then checks that every expression
+// of the Grafana dashboards and the rules returns data: each panel query
+// for every value of its variables, each variable's label_values, each
+// recording rule and the series it records, each alert's condition without
+// its threshold, and every series selector any of them reads. It then
+// checks that no alert's condition holds while everything is healthy,
+// stops the node exporter and expects the target-down alert's expression
+// to return exactly that target.
+func TestDashboardAndRulesAgainstRealPrometheus(t *testing.T) {
+	requireDebianPrometheus(t)
+	dashboards := loadDashboards(t)
+	rules := loadRules(t)
+	p := startMonitoredPipeline(t, globModule(t, ruleFilesGlob))
+	client := newHTTPClient(t)
+	all := []*process{p.node, p.poller, p.receiver, p.prom.process}
+
+	// The pipeline has delivered the node target and the poller's own
+	// metrics, and Prometheus scrapes the receiver.
+	for _, q := range []string{
+		`up{job="node",instance="node1",publisher="DC1"} == 1`,
+		`prometheus_streams_poller_published_total{job="prometheus_streams",instance="DC1",publisher="DC1"} > 0`,
+		`prometheus_streams_receiver_last_push_timestamp_seconds{publisher="DC1"}`,
+		`push_time_seconds{job="prometheus_streams",instance="DC1",publisher="DC1"}`,
+	} {
+		waitUntil(t, q, func() error { return promHas(client, p.prom.base, q) }, all...)
+	}
+
+	var checks []liveCheck
+	seen := map[string]bool{}
+	// has adds a check that query returns data, and one for each series
+	// selector in it (a fallback such as "or vector(0)" must not hide a
+	// misspelt metric).
+	has := func(what, query string) {
+		if !seen[query] {
+			seen[query] = true
+			checks = append(checks, liveCheck{what + ": " + query, func() error { return promHas(client, p.prom.base, query) }})
+		}
+		sels, err := selectors(query)
+		if err != nil {
+			t.Fatalf("%s: %s: %v", what, query, err)
+		}
+		for _, s := range sels {
+			if !seen[s] {
+				seen[s] = true
+				checks = append(checks, liveCheck{what + ": selector " + s, func() error { return promHas(client, p.prom.base, s) }})
+			}
+		}
+	}
+
+	for _, d := range dashboards {
+		if d.SchemaVersion < 39 {
+			t.Errorf("dashboard %q: schemaVersion %d, want 39 or later", d.Title, d.SchemaVersion)
+		}
+		for _, values := range variableValues(t, client, p, d, all) {
+			exprs := d.panelExprs()
+			for _, key := range slices.Sorted(maps.Keys(exprs)) {
+				q, err := expandGrafana(exprs[key], values)
+				if err != nil {
+					t.Fatalf("dashboard %q panel %s: %v", d.Title, key, err)
+				}
+				has(fmt.Sprintf("dashboard %q panel %s", d.Title, key), q)
+			}
+		}
+	}
+
+	var recorded, alerts int
+	for _, r := range rules {
+		if r.Record != "" {
+			recorded++
+			has("recording rule "+r.Record, r.Expr)
+			has("recorded series "+r.Record, seriesSelector(r.Record, r.Labels))
+			continue
+		}
+		alerts++
+		q, err := stripThresholds(r.Expr)
+		if err != nil {
+			t.Fatalf("alert %s: %v", r.Alert, err)
+		}
+		has("alert "+r.Alert+" without its threshold", q)
+	}
+	checks = append(checks, liveCheck{"Prometheus evaluates every rule without error", func() error {
+		return rulesHealthy(client, p.prom.base, recorded+alerts)
+	}})
+	waitAll(t, checks, all...)
+
+	// Healthy: no alert's condition holds.
+	for _, r := range rules {
+		if r.Alert == "" {
+			continue
+		}
+		v, err := queryPrometheus(client, p.prom.base, r.Expr)
+		if err != nil {
+			t.Fatalf("alert %s: %v", r.Alert, err)
+		}
+		if len(v) > 0 {
+			t.Errorf("alert %s: its condition holds in a healthy pipeline: %v", r.Alert, v)
+		}
+	}
+
+	// A dead target: the alert's full expression names exactly it, and so
+	// does the dashboard's count of targets down.
+	targetDown := ruleExpr(t, rules, "PrometheusStreamsTargetDown")
+	p.node.signal(t, syscall.SIGTERM)
+	p.node.wait(t, stopTimeout)
+	want := map[string]string{"job": "node", "instance": "node1", "publisher": "DC1"}
+	waitUntil(t, "PrometheusStreamsTargetDown's expression to return the stopped node target", func() error {
+		v, err := queryPrometheus(client, p.prom.base, targetDown)
+		if err != nil {
+			return err
+		}
+		if len(v) != 1 || !hasLabels(v[0].Metric, want) {
+			return fmt.Errorf("%s returns %v, want one sample labelled %v", targetDown, v, want)
+		}
+		return nil
+	}, p.poller, p.receiver, p.prom.process)
+	for _, d := range dashboards {
+		for key, expr := range d.panelExprs() {
+			if !strings.HasPrefix(key, "Pushed targets down/") {
+				continue
+			}
+			q, err := expandGrafana(expr, map[string]string{"job": ".*", "publisher": ".*"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, "the dashboard's count of targets down to be 1", func() error {
+				return promValue(client, p.prom.base, q, 1)
+			}, p.poller, p.receiver, p.prom.process)
+		}
+	}
+}
+
+// variableValues returns the sets of values to expand the dashboard's
+// expressions with: every combination of each query variable's values as
+// Prometheus has them and its "All" value. It checks that each
+// label_values query finds the metric with that label.
+func variableValues(t *testing.T, client *http.Client, p *pipeline, d grafanaDashboard, watch []*process) []map[string]string {
+	t.Helper()
+	all := map[string]string{}
+	for _, v := range d.Templating.List {
+		if v.Type == "query" {
+			all[v.Name] = cmp.Or(v.AllValue, ".*")
+		}
+	}
+	sets := []map[string]string{maps.Clone(all)}
+	for _, v := range d.Templating.List {
+		if v.Type != "query" {
+			continue
+		}
+		m := labelValuesRE.FindStringSubmatch(strings.TrimSpace(v.Definition))
+		if m == nil {
+			t.Fatalf("dashboard %q variable %s: %q is not label_values(metric, label)", d.Title, v.Name, v.Definition)
+		}
+		metric, err := expandGrafana(m[1], all)
+		if err != nil {
+			t.Fatalf("dashboard %q variable %s: %v", d.Title, v.Name, err)
+		}
+		label := m[2]
+		query := fmt.Sprintf("count by (%s) (%s)", label, metric)
+		var values []string
+		waitUntil(t, fmt.Sprintf("dashboard %q variable %s: %s", d.Title, v.Name, v.Definition), func() error {
+			values = nil
+			samples, err := queryPrometheus(client, p.prom.base, query)
+			if err != nil {
+				return err
+			}
+			for _, s := range samples {
+				if s.Metric[label] != "" {
+					values = append(values, s.Metric[label])
+				}
+			}
+			if len(values) == 0 {
+				return fmt.Errorf("%s: no series with label %s", query, label)
+			}
+			return nil
+		}, watch...)
+		t.Logf("dashboard %q variable %s: %v", d.Title, v.Name, values)
+		var more []map[string]string
+		for _, set := range sets {
+			for _, val := range values {
+				s := maps.Clone(set)
+				s[v.Name] = regexp.QuoteMeta(val)
+				more = append(more, s)
+			}
+		}
+		sets = append(sets, more...)
+	}
+	return sets
+}
+
+// waitAll polls every check until each has passed once. It fails the test
+// listing those that never passed when waitTimeout is over, or at once
+// when one of watch exits.
+func waitAll(t *testing.T, checks []liveCheck, watch ...*process) {
+	t.Helper()
+	start := time.Now()
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	pending := checks
+	for {
+		var still []liveCheck
+		var errs []error
+		for _, c := range pending {
+			if err := c.cond(); err != nil {
+				still = append(still, c)
+				errs = append(errs, fmt.Errorf("%s: %w", c.what, err))
+			}
+		}
+		if len(still) == 0 {
+			t.Logf("%d checks passed after %v", len(checks), time.Since(start).Round(time.Millisecond))
+			return
+		}
+		for _, p := range watch {
+			if err := p.alive(); err != nil {
+				t.Fatalf("%v while %d of %d checks had not passed:\n%v", err, len(still), len(checks), errors.Join(errs...))
+			}
+		}
+		if time.Since(start) > waitTimeout {
+			t.Fatalf("after %v, %d of %d checks never returned data:\n%v", waitTimeout, len(still), len(checks), errors.Join(errs...))
+		}
+		pending = still
+		<-tick.C
+	}
+}
+
+// rulesHealthy returns nil once Prometheus has n rules and has evaluated
+// each of them without error.
+func rulesHealthy(c *http.Client, base string, n int) error {
+	b, err := get(c, base+"/api/v1/rules")
+	if err != nil {
+		return err
+	}
+	var resp struct {
+		Data struct {
+			Groups []struct {
+				Rules []struct {
+					Name      string `json:"name"`
+					Health    string `json:"health"`
+					LastError string `json:"lastError"`
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(b, &resp); err != nil {
+		return fmt.Errorf("/api/v1/rules: %w", err)
+	}
+	var got int
+	var errs []error
+	for _, g := range resp.Data.Groups {
+		for _, r := range g.Rules {
+			got++
+			if r.Health != "ok" {
+				errs = append(errs, fmt.Errorf("rule %s: health %q %s", r.Name, r.Health, r.LastError))
+			}
+		}
+	}
+	if got != n {
+		errs = append(errs, fmt.Errorf("Prometheus has %d rules, the files %d", got, n))
+	}
+	return errors.Join(errs...)
+}
+
+// startMonitoredPipeline starts what startPipeline does, with a Prometheus
+// that also scrapes the receiver's monitor port and loads ruleFiles.
+func startMonitoredPipeline(t *testing.T, ruleFiles []string) *pipeline {
+	t.Helper()
+	dir := t.TempDir()
+	logger := fileLogger(t, dir, "servers.log")
+	nats := testenv.Streaming(t, embedded.StreamingOptions{Logger: logger})
+	pgw := testenv.Pushgateway(t, embedded.PushgatewayOptions{Listen: "127.0.0.1:0", Logger: logger})
+
+	ports := freePorts(t, 4)
+	p := &pipeline{pidFile: filepath.Join(dir, "poller.pid")}
+	nodeURL := "http://" + hostPort(ports[0]) + "/metrics"
+	p.node = startNodeExporter(t, dir, nodeURL)
+	cfg := streamsConfig{ClusterID: nats.ClusterID(), NATSURLs: nats.URL(), PushgatewayURL: pgw.URL(), NodeURL: nodeURL}
+	p.poller, p.receiver = startDaemons(t, dir, cfg, ports[1], ports[2], p.pidFile)
+
+	pgwURL, err := url.Parse(pgw.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	promCfg := writeFile(t, dir, "prometheus.yml", render(t, "prometheus-dashboard.yml.tmpl", dashboardPromConfig{
+		PushgatewayHost: pgwURL.Host,
+		ReceiverHost:    hostPort(ports[2]),
+		RuleFiles:       ruleFiles,
+	}))
+	listen := hostPort(ports[3])
+	p.prom = &prometheus{
+		process: startProcess(t, dir, "prometheus", nil, prometheusBin,
+			"--config.file="+promCfg,
+			"--storage.tsdb.path="+filepath.Join(dir, "prometheus-data"),
+			"--web.listen-address="+listen,
+		),
+		base: "http://" + listen,
+	}
+	client := newHTTPClient(t)
+	waitUntil(t, "Prometheus /-/ready", func() error {
+		_, err := get(client, p.prom.base+"/-/ready")
+		return err
+	}, p.prom.process)
+	return p
+}
+
+// dashboardPromConfig fills testdata/prometheus-dashboard.yml.tmpl.
+type dashboardPromConfig struct {
+	PushgatewayHost, ReceiverHost string
+	RuleFiles                     []string
+}
+
+// loadDashboards reads the Grafana dashboards.
+func loadDashboards(t *testing.T) []grafanaDashboard {
+	t.Helper()
+	var out []grafanaDashboard
+	for _, f := range globModule(t, dashboardsGlob) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d grafanaDashboard
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if len(d.panelExprs()) == 0 {
+			t.Fatalf("%s: no panel has a query", f)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// ruleExpr returns the expression of the alert named name.
+func ruleExpr(t *testing.T, rules []promRule, name string) string {
+	t.Helper()
+	for _, r := range rules {
+		if r.name() == name {
+			return r.Expr
+		}
+	}
+	t.Fatalf("no rule %s", name)
+	return ""
+}
+
+// seriesSelector is name{labels}, the labels sorted.
+func seriesSelector(name string, labels map[string]string) string {
+	var b strings.Builder
+	b.WriteString(name)
+	if len(labels) > 0 {
+		b.WriteString("{")
+		for i, k := range slices.Sorted(maps.Keys(labels)) {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, "%s=%q", k, labels[k])
+		}
+		b.WriteString("}")
+	}
+	return b.String()
+}
+
+// hasLabels reports whether metric has every label of want.
+func hasLabels(metric, want map[string]string) bool {
+	for k, v := range want {
+		if metric[k] != v {
+			return false
+		}
+	}
+	return true
+}
