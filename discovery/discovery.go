@@ -124,11 +124,6 @@ func (d *Discovery) Apply(cfg *config.Config, static []config.Target) (poller.Ch
 		}
 		next[job] = st
 	}
-	for job := range next {
-		if len(cfg.Jobs[job].FileSDConfigs) > 0 {
-			d.metrics.forJob(job)
-		}
-	}
 	ch, err := d.push(next)
 	if err != nil {
 		return ch, err
@@ -184,9 +179,10 @@ func (d *Discovery) readNew(w *watcher, old *jobState) map[string]*targetgroup.G
 	return groups
 }
 
-// push merges jobs and hands the result to the sink; on success it logs and
-// counts the refusals and ignored labels that are new since the last
-// merge. d.mu must be held.
+// push merges jobs and hands the result to the sink; on success it keeps
+// the per-job series to the jobs with file_sd_configs, and logs and counts
+// the refusals and ignored labels that are new since the last merge. d.mu
+// must be held.
 func (d *Discovery) push(jobs map[string]*jobState) (poller.Changes, error) {
 	inputs := make(map[string]*jobInput, len(jobs))
 	for job, st := range jobs {
@@ -201,6 +197,15 @@ func (d *Discovery) push(jobs map[string]*jobState) (poller.Changes, error) {
 	if err != nil {
 		return ch, err
 	}
+	// The series follow the jobs with file_sd_configs in the set the sink
+	// took: none for a set it refused, none left for a job gone.
+	withFileSD := map[string]bool{}
+	for job, st := range jobs {
+		if len(st.watchers) > 0 {
+			withFileSD[job] = true
+		}
+	}
+	d.metrics.setJobs(withFileSD)
 	d.report(m)
 	return ch, nil
 }

@@ -297,3 +297,58 @@ func TestRead(t *testing.T) {
 		t.Errorf("refused %q, want %q", reasons, want)
 	}
 }
+
+func TestApplySeriesFollowTheJobs(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "a.yml", "- targets: ['a1:9100']\n")
+	cfg, d, sink, reg, _ := setup(t, dir)
+	if _, err := d.Apply(cfg, cfg.Targets()); err != nil {
+		t.Fatal(err)
+	}
+	jobs := func() map[string]bool {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, mf := range mfs {
+			if !strings.HasPrefix(mf.GetName(), "prometheus_streams_poller_file_sd_") {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "job" {
+						out[l.GetValue()] = true
+					}
+				}
+			}
+		}
+		return out
+	}
+	if got := jobs(); !reflect.DeepEqual(got, map[string]bool{"node": true}) {
+		t.Fatalf("series for jobs %v, want node", got)
+	}
+	other, err := config.Parse([]byte("poller_stream: {cluster_id: c, urls: 'nats://a:1', topic: t}\njobs:\n  other:\n    file_sd_configs: [{files: [targets/*.yml]}]\n"), filepath.Join(dir, "streams.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink.mu.Lock()
+	sink.refuse = errors.New("no")
+	sink.mu.Unlock()
+	if _, err := d.Apply(other, other.Targets()); err == nil {
+		t.Fatal("Apply succeeded though the sink refused")
+	}
+	if got := jobs(); !reflect.DeepEqual(got, map[string]bool{"node": true}) {
+		t.Fatalf("after a refused Apply, series for jobs %v, want node only", got)
+	}
+	sink.mu.Lock()
+	sink.refuse = nil
+	sink.mu.Unlock()
+	if _, err := d.Apply(other, other.Targets()); err != nil {
+		t.Fatal(err)
+	}
+	if got := jobs(); !reflect.DeepEqual(got, map[string]bool{"other": true}) {
+		t.Fatalf("after node was removed, series for jobs %v, want other only", got)
+	}
+}

@@ -32,14 +32,24 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// forJob creates a job's series at zero.
-func (m *metrics) forJob(job string) {
-	if m.jobs[job] {
-		return
+// setJobs makes jobs the jobs with series: a new one's are created at
+// zero, those of a job no longer in jobs are deleted.
+func (m *metrics) setJobs(jobs map[string]bool) {
+	for job := range m.jobs {
+		if !jobs[job] {
+			m.refused.DeletePartialMatch(prometheus.Labels{"job": job})
+			m.ignored.DeleteLabelValues(job)
+			delete(m.jobs, job)
+		}
 	}
-	m.jobs[job] = true
-	for _, r := range refusalReasons {
-		m.refused.WithLabelValues(job, r)
+	for job := range jobs {
+		if m.jobs[job] {
+			continue
+		}
+		m.jobs[job] = true
+		for _, r := range refusalReasons {
+			m.refused.WithLabelValues(job, r)
+		}
+		m.ignored.WithLabelValues(job)
 	}
-	m.ignored.WithLabelValues(job)
 }

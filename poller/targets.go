@@ -72,9 +72,6 @@ func (p *Poller) SetTargets(jobs map[string][]config.Target) (Changes, error) {
 	for job, targets := range jobs {
 		for _, t := range targets {
 			key := t.Job + "\x00" + t.Name
-			if _, dup := next[key]; dup {
-				return Changes{}, fmt.Errorf("poller: job %q has two targets named %q", job, t.Name)
-			}
 			client := clients[job].client
 			old := p.loops[key]
 			switch {
@@ -118,17 +115,25 @@ func (p *Poller) SetTargets(jobs map[string][]config.Target) (Changes, error) {
 	return ch, nil
 }
 
-// buildClients returns the client of every job in jobs, keeping the
-// running one where the settings are the same. It changes nothing.
+// buildClients checks jobs (each target under its own job, unique names,
+// one set of HTTP client settings per job) and returns the client of every
+// job, keeping the running one where the settings are the same. It changes
+// nothing.
 func (p *Poller) buildClients(jobs map[string][]config.Target) (map[string]*jobClient, error) {
 	clients := make(map[string]*jobClient, len(jobs))
 	for _, job := range slices.Sorted(maps.Keys(jobs)) {
 		targets := jobs[job]
 		var settings *commoncfg.HTTPClientConfig
+		names := make(map[string]bool, len(targets))
 		for i, t := range targets {
 			if t.Job != job {
 				return nil, fmt.Errorf("poller: target %q of job %q is listed under job %q", t.Name, t.Job, job)
 			}
+			// Checked here, before SetTargets creates any target's series.
+			if names[t.Name] {
+				return nil, fmt.Errorf("poller: job %q has two targets named %q", job, t.Name)
+			}
+			names[t.Name] = true
 			if i > 0 && !reflect.DeepEqual(t.HTTPClient, settings) {
 				return nil, fmt.Errorf("poller: targets of job %q have different HTTP client settings", job)
 			}

@@ -183,7 +183,7 @@ func countBefore(e *countingExporter, since time.Time) int {
 func TestSetTargetsRefusalChangesNothing(t *testing.T) {
 	h := newHarness(t, testenv.Streaming(t, embedded.StreamingOptions{}))
 	exp := newCountingExporter(t)
-	p, _ := newPoller(t, h.pub, Options{Targets: []config.Target{{Job: "node", Name: "a", URL: exp.URL}}})
+	p, reg := newPoller(t, h.pub, Options{Targets: []config.Target{{Job: "node", Name: "a", URL: exp.URL}}})
 	missingCA := commoncfg.DefaultHTTPClientConfig
 	missingCA.TLSConfig.CAFile = t.TempDir() + "/nope.pem"
 	withCA := commoncfg.DefaultHTTPClientConfig
@@ -205,6 +205,10 @@ func TestSetTargetsRefusalChangesNothing(t *testing.T) {
 			}
 			if got := p.Targets(); len(got) != 1 || got[0].Name != "a" {
 				t.Fatalf("targets after a refused set: %v", got)
+			}
+			// Not even the series of a target the refused set would add.
+			if n := series(t, reg, "b"); n != 0 {
+				t.Errorf("a refused set left %d series of its target b", n)
 			}
 		})
 	}
