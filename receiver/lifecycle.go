@@ -27,6 +27,7 @@ func (r *Receiver) lifecycle(ctx context.Context) {
 	period := lifecyclePeriod(r.live.Load().DownAfter)
 	tick := time.NewTicker(period)
 	defer tick.Stop()
+	deleting := r.live.Load().DeleteAfter > 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -34,6 +35,13 @@ func (r *Receiver) lifecycle(ctx context.Context) {
 		case <-tick.C:
 		}
 		live := r.live.Load()
+		// Without delete_after the scheduler forgot the groups it marked
+		// down; a reload that turns deleting on must find them again.
+		if !deleting && live.DeleteAfter > 0 {
+			deleting = r.learnGroups(ctx)
+		} else if live.DeleteAfter == 0 {
+			deleting = false
+		}
 		// A reload may have changed down_after; the period follows it
 		// from the next tick, which is at most 30s away.
 		if p := lifecyclePeriod(live.DownAfter); p != period {
@@ -97,6 +105,25 @@ func (r *Receiver) refresh(ctx context.Context) {
 			r.sched.touch(id, g.PushTime)
 		}
 	}
+}
+
+// learnGroups has the scheduler watch every group of the receiver's in
+// the Pushgateway, those it forgot once they were marked down included,
+// and reports whether it could list them (if not, the next tick tries
+// again).
+func (r *Receiver) learnGroups(ctx context.Context) bool {
+	groups, err := r.listGroups(ctx)
+	if err != nil {
+		r.log.Warn("cannot list the Pushgateway's groups to delete the silent ones after delete_after was set; trying again", "err", err)
+		return false
+	}
+	for id, g := range groups {
+		if key, ok := r.keyOf(g.Labels); ok {
+			r.sched.seed(id, key, g.PushTime)
+		}
+	}
+	r.log.Info("delete_after set: watching the groups found in the Pushgateway", "groups", len(groups))
+	return true
 }
 
 // groupSeeder learns, from the families of the Pushgateway's /metrics that

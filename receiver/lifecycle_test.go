@@ -118,3 +118,23 @@ func TestTwoPublishersOnOneGroupAreDetected(t *testing.T) {
 		return testutil.ToFloat64(e.receiver.metrics.conflicts) == 1
 	})
 }
+
+func TestDeleteAfterSetByReloadDeletesGroupsAlreadyDown(t *testing.T) {
+	e := newEnv(t, Options{MaxAge: time.Second, DownAfter: 200 * time.Millisecond}, "")
+	labels := map[string]string{"job": "node", "instance": "gone"}
+	e.publish(t, scrape(t, "node", "gone", time.Now(), testenv.TextContentType, []byte("node_thing 5\n")))
+	e.waitGateway(t, "up", labels, 0)
+	// Without delete_after, a group marked down is forgotten.
+	testenv.WaitFor(t, "the marked-down group to be forgotten", 5*time.Second, func() bool {
+		return testutil.ToFloat64(e.receiver.metrics.groups) == 0
+	})
+	if err := e.receiver.SetLive(Live{MaxAge: time.Second, DownAfter: 200 * time.Millisecond, DeleteAfter: 400 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the group marked down before delete_after was set to be deleted", 10*time.Second, func() bool {
+		return !e.gatewayHas("up", labels)
+	})
+	if n := testutil.ToFloat64(e.receiver.metrics.deleted); n != 1 {
+		t.Fatalf("deleted = %v, want 1", n)
+	}
+}
