@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	commoncfg "github.com/prometheus/common/config"
@@ -63,7 +64,10 @@ type watcher struct {
 	job    string
 	cfg    config.FileSDConfig
 	groups map[string]*targetgroup.Group // by source
-	cancel context.CancelFunc            // nil until started
+	// seeded are the files whose groups readNew gave and the watcher has
+	// not reported in full yet; see recheck.
+	seeded map[string]bool
+	cancel context.CancelFunc // nil until started
 }
 
 type refusalKey struct{ job, file, target, reason string }
@@ -118,7 +122,7 @@ func (d *Discovery) Apply(cfg *config.Config, static []config.Target) (poller.Ch
 				continue
 			}
 			w := &watcher{job: job, cfg: sd}
-			w.groups = d.readNew(w, old)
+			d.readNew(w, old)
 			st.watchers = append(st.watchers, w)
 			fresh = append(fresh, w)
 		}
@@ -158,10 +162,12 @@ func (s *jobState) take(sd config.FileSDConfig, taken map[*watcher]bool) *watche
 	return nil
 }
 
-// readNew reads the files of a new watcher's entry now. A file it cannot
-// read keeps the groups the job's previous watchers had for it, as
-// Prometheus keeps a file's last good content.
-func (d *Discovery) readNew(w *watcher, old *jobState) map[string]*targetgroup.Group {
+// readNew reads the files of a new watcher's entry now and makes their
+// groups w's. A file it cannot read keeps the groups the job's previous
+// watchers had for it, as Prometheus keeps a file's last good content.
+// Every file with groups is marked seeded: the watcher's discovery/file
+// starts knowing none of them.
+func (d *Discovery) readNew(w *watcher, old *jobState) {
 	groups, failed := readAll(w.cfg)
 	for f, err := range failed {
 		d.log.Error("cannot read file_sd file; keeping what it gave before, if anything", "job", w.job, "file", f, "err", err)
@@ -176,7 +182,11 @@ func (d *Discovery) readNew(w *watcher, old *jobState) map[string]*targetgroup.G
 			}
 		}
 	}
-	return groups
+	w.groups = groups
+	w.seeded = map[string]bool{}
+	for src := range groups {
+		w.seeded[parseSource(src).file] = true
+	}
 }
 
 // push merges jobs and hands the result to the sink; on success it keeps
@@ -281,36 +291,73 @@ func (d *Discovery) start(w *watcher) {
 	}
 	updates := make(chan []*targetgroup.Group)
 	d.wg.Go(func() { fd.Run(ctx, updates) })
+	// The ticker re-checks the seeded files that the watcher may never
+	// report (see recheck); it stops once there are none left, and there
+	// are no new ones for this watcher.
+	ticker := time.NewTicker(recheckInterval)
+	tick := ticker.C
+	if len(w.seeded) == 0 {
+		ticker.Stop()
+		tick = nil
+	}
 	d.wg.Go(func() {
+		defer ticker.Stop()
 		for {
+			pending := true
 			select {
 			case <-ctx.Done():
 				return
 			case groups := <-updates:
-				d.update(w, groups)
+				pending = d.update(w, groups)
+			case <-tick:
+				pending = d.recheckSeeded(w)
+			}
+			if !pending {
+				ticker.Stop()
+				tick = nil
 			}
 		}
 	})
 }
 
-// update records what a watcher found in one file and hands the new set
-// to the sink.
-func (d *Discovery) update(w *watcher, groups []*targetgroup.Group) {
+// update records one batch of the groups of a watcher (see apply),
+// re-checks its seeded files, and hands the new set to the sink. It
+// returns whether seeded files are left to re-check.
+func (d *Discovery) update(w *watcher, groups []*targetgroup.Group) (pending bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.jobs[w.job] == nil || !slices.Contains(d.jobs[w.job].watchers, w) {
-		return // replaced by Apply meanwhile
+	if !d.current(w) {
+		return false // replaced by Apply meanwhile
 	}
-	for _, g := range groups {
-		if g == nil {
-			continue
-		}
-		if len(g.Targets) == 0 {
-			delete(w.groups, g.Source) // a group or file that is gone
-			continue
-		}
-		w.groups[g.Source] = g
+	w.apply(groups)
+	w.recheck()
+	d.pushUpdate(w)
+	return len(w.seeded) > 0
+}
+
+// recheckSeeded re-checks w's seeded files and hands the set to the sink
+// if that changed w's groups. It returns whether seeded files are left.
+func (d *Discovery) recheckSeeded(w *watcher) (pending bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.current(w) {
+		return false
 	}
+	if w.recheck() {
+		d.pushUpdate(w)
+	}
+	return len(w.seeded) > 0
+}
+
+// current reports whether w is still one of the configuration's watchers.
+// d.mu must be held.
+func (d *Discovery) current(w *watcher) bool {
+	return d.jobs[w.job] != nil && slices.Contains(d.jobs[w.job].watchers, w)
+}
+
+// pushUpdate hands the set to the sink after w's groups changed, logging
+// the outcome. d.mu must be held.
+func (d *Discovery) pushUpdate(w *watcher) {
 	ch, err := d.push(d.jobs)
 	if err != nil {
 		d.log.Error("cannot apply the targets found in file_sd files", "job", w.job, "err", err)
