@@ -93,13 +93,16 @@ func New(addr, webConfig string, g prometheus.Gatherer, ready func() bool, logge
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	if o.reload != nil {
-		mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, r *http.Request) {
+		reload := func(w http.ResponseWriter, r *http.Request) {
 			if err := o.reload(r.Context()); err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return
 			}
 			_, _ = w.Write([]byte("ok\n"))
-		})
+		}
+		// Prometheus takes both methods on its /-/reload.
+		mux.HandleFunc("POST /-/reload", reload)
+		mux.HandleFunc("PUT /-/reload", reload)
 	}
 	if o.pprof {
 		handlePprof(mux)

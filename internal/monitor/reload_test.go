@@ -63,7 +63,8 @@ func TestReload(t *testing.T) {
 		{"success", http.MethodPost, url, "prometheus", false, http.StatusOK, "ok\n", 1},
 		{"refused with the reason", http.MethodPost, url, "prometheus", true, http.StatusInternalServerError, "config.yaml:3: identity: restart to apply: identity\n", 1},
 		{"GET", http.MethodGet, url, "prometheus", false, http.StatusMethodNotAllowed, "", 0},
-		{"PUT", http.MethodPut, url, "prometheus", false, http.StatusMethodNotAllowed, "", 0},
+		{"PUT, as Prometheus takes it", http.MethodPut, url, "prometheus", false, http.StatusOK, "ok\n", 1},
+		{"DELETE", http.MethodDelete, url, "prometheus", false, http.StatusMethodNotAllowed, "", 0},
 		{"without credentials", http.MethodPost, url, "", false, http.StatusUnauthorized, "", 0},
 		{"not enabled", http.MethodPost, "http://" + plain.Addr() + "/-/reload", "", false, http.StatusNotFound, "", 0},
 	}

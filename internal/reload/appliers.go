@@ -2,6 +2,7 @@ package reload
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -23,9 +24,13 @@ type Poller struct {
 }
 
 // Apply implements Applier. The targets go first since they are what can
-// be refused (an HTTP client that cannot be built); the schedule, checked
-// by Validate already, cannot fail after them.
+// be refused (an HTTP client that cannot be built); the only refusal of
+// the schedule is checked before them, so nothing has changed when Apply
+// fails.
 func (a Poller) Apply(_ context.Context, cfg *config.Config) ([]any, error) {
+	if cfg.ScrapeInterval <= 0 {
+		return nil, errors.New("scrape_interval must be positive")
+	}
 	static, err := a.Targets(cfg)
 	if err != nil {
 		return nil, err

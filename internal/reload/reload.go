@@ -9,11 +9,12 @@ package reload
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,11 @@ type Options struct {
 	Applier Applier
 }
 
+// ErrStopped is Reload's answer once Run has returned: the components a
+// reload would change have stopped (the monitor still answers while the
+// daemon shuts down).
+var ErrStopped = errors.New("reload: the daemon is stopping")
+
 // Reloader serialises reloads. Safe for concurrent use.
 type Reloader struct {
 	opts    Options
@@ -50,8 +56,11 @@ type Reloader struct {
 	metrics *metrics
 	now     func() time.Time
 
-	mu      sync.Mutex // one reload at a time
-	current *config.Config
+	// turn is one slot: holding it is one reload at a time, and waiting
+	// for it can be given up with a context, which a mutex cannot.
+	turn    chan struct{}
+	current *config.Config // guarded by turn
+	stopped atomic.Bool    // Run returned; set holding turn
 }
 
 // New returns a Reloader and registers its metrics on reg; the start
@@ -67,17 +76,25 @@ func New(opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Reloade
 	if err != nil {
 		return nil, err
 	}
-	r := &Reloader{opts: opts, log: logger.With("component", "reload"), metrics: m, now: time.Now, current: opts.Current}
+	r := &Reloader{opts: opts, log: logger.With("component", "reload"), metrics: m, now: time.Now, turn: make(chan struct{}, 1), current: opts.Current}
 	m.succeeded(r.now())
 	return r, nil
 }
 
 // Reload reads the file again and applies it, or refuses it and returns
 // why; either way it logs the outcome and counts it. Concurrent calls
-// wait for each other. ctx bounds waiting for the other calls.
+// wait for each other; ctx bounds that wait. Once Run has returned it
+// returns ErrStopped and does nothing else.
 func (r *Reloader) Reload(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	select {
+	case r.turn <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("reload: waiting for another reload: %w", ctx.Err())
+	}
+	defer func() { <-r.turn }()
+	if r.stopped.Load() {
+		return ErrStopped
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
@@ -116,11 +133,15 @@ func (r *Reloader) reload(ctx context.Context) ([]any, error) {
 }
 
 // Run reloads on every signal from hup until ctx is done. A refused
-// reload is logged by Reload and does not end Run.
+// reload is logged by Reload and does not end Run. When it returns, a
+// reload under way has finished and later ones are refused (ErrStopped).
 func (r *Reloader) Run(ctx context.Context, hup <-chan os.Signal) error {
 	for {
 		select {
 		case <-ctx.Done():
+			r.turn <- struct{}{}
+			r.stopped.Store(true)
+			<-r.turn
 			return nil
 		case sig := <-hup:
 			r.log.Info("reloading the configuration", "signal", sig.String())

@@ -184,3 +184,31 @@ func TestSIGHUPAndConcurrentReloadsAreSerialised(t *testing.T) {
 		t.Fatal("two reloads applied at once")
 	}
 }
+
+func TestReloadWaitsWithItsContextAndStopsWithRun(t *testing.T) {
+	_, r, rec, _, _ := setup(t)
+	// Another reload holds the turn: a caller whose context ends gives up.
+	r.turn <- struct{}{}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := r.Reload(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Reload while another runs, context done: %v, want context.Canceled", err)
+	}
+	<-r.turn
+
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx, make(chan os.Signal)) }()
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// The components have stopped: a reload through the monitor, which
+	// still answers during shutdown, changes nothing.
+	if err := r.Reload(context.Background()); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Reload after Run returned: %v, want ErrStopped", err)
+	}
+	if n := rec.count(); n != 0 {
+		t.Fatalf("%d configurations applied, want none", n)
+	}
+}
