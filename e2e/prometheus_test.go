@@ -3,8 +3,10 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 )
 
@@ -56,14 +58,16 @@ func queryPrometheus(c *http.Client, base, query string) ([]promSample, error) {
 	return out, nil
 }
 
-// promHas returns nil once query has at least one result.
+// promHas returns nil once query has at least one result that is a
+// number: a quantile of a histogram nothing was observed in is NaN, which
+// a panel cannot draw.
 func promHas(c *http.Client, base, query string) error {
 	v, err := queryPrometheus(c, base, query)
 	if err != nil {
 		return err
 	}
-	if len(v) == 0 {
-		return fmt.Errorf("%s: no result yet", query)
+	if !slices.ContainsFunc(v, func(s promSample) bool { return !math.IsNaN(s.Value) }) {
+		return fmt.Errorf("%s: no result that is a number yet (%d NaN)", query, len(v))
 	}
 	return nil
 }
