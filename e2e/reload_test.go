@@ -244,12 +244,15 @@ func TestReloadWhileDataFlows(t *testing.T) {
 	reloadEnd := time.Now()
 	scrapeGap, pushGap := keep.maxGap(reloadStart, reloadEnd), keepPushes.maxGap(reloadStart, pushesAfter)
 	t.Logf("across the reload the untouched target's longest gap was %v between scrapes, %v between pushes (interval %v)", scrapeGap, pushGap, interval)
-	if scrapeGap > 2*interval {
+	// A loop that stopped would leave a gap of several intervals; one
+	// interval of slack is for a loaded CI machine running every package
+	// under the race detector at once.
+	if scrapeGap > 3*interval {
 		t.Errorf("the untouched target went %v without a scrape across the reload (interval %v)", scrapeGap, interval)
 	}
 	// The sampling every 50ms and the receiver's own pace add to the gap
 	// between two pushes.
-	if pushGap > 2*interval+200*time.Millisecond {
+	if pushGap > 3*interval+200*time.Millisecond {
 		t.Errorf("the untouched target's group went %v without a push across the reload (interval %v)", pushGap, interval)
 	}
 	if err := metricIs(client, pollerMetrics, "prometheus_streams_poller_targets", map[string]string{"job": "app"}, 2)(); err != nil {
