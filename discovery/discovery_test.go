@@ -44,6 +44,23 @@ func (s *recordingSink) SetTargets(jobs map[string][]config.Target) (poller.Chan
 	return poller.Changes{}, nil
 }
 
+// applyRefused applies cfg while the sink refuses it, and fails t if
+// Apply does not return the refusal.
+func applyRefused(t *testing.T, d *Discovery, s *recordingSink, cfg *config.Config) {
+	t.Helper()
+	s.mu.Lock()
+	s.refuse = errors.New("no")
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.refuse = nil
+		s.mu.Unlock()
+	}()
+	if _, err := d.Apply(cfg, cfg.Targets()); err == nil {
+		t.Fatal("Apply succeeded though the sink refused")
+	}
+}
+
 func (s *recordingSink) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -246,15 +263,7 @@ func TestApplyKeepsUnchangedWatchersAndRollsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sink.mu.Lock()
-	sink.refuse = errors.New("no")
-	sink.mu.Unlock()
-	if _, err := d.Apply(other, other.Targets()); err == nil {
-		t.Fatal("Apply succeeded though the sink refused")
-	}
-	sink.mu.Lock()
-	sink.refuse = nil
-	sink.mu.Unlock()
+	applyRefused(t, d, sink, other)
 	if d.jobs["node"].watchers[0] != w {
 		t.Fatal("a refused Apply replaced the watcher")
 	}
@@ -333,18 +342,10 @@ func TestApplySeriesFollowTheJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sink.mu.Lock()
-	sink.refuse = errors.New("no")
-	sink.mu.Unlock()
-	if _, err := d.Apply(other, other.Targets()); err == nil {
-		t.Fatal("Apply succeeded though the sink refused")
-	}
+	applyRefused(t, d, sink, other)
 	if got := jobs(); !reflect.DeepEqual(got, map[string]bool{"node": true}) {
 		t.Fatalf("after a refused Apply, series for jobs %v, want node only", got)
 	}
-	sink.mu.Lock()
-	sink.refuse = nil
-	sink.mu.Unlock()
 	if _, err := d.Apply(other, other.Targets()); err != nil {
 		t.Fatal(err)
 	}
