@@ -8,7 +8,7 @@ LDFLAGS  := -X github.com/prometheus/common/version.Version=$(VERSION) \
             -X github.com/prometheus/common/version.Branch=$(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
 FUZZTIME ?= 10s
 
-.PHONY: all build test vet fmt-check lint fuzz bench demo ci package package-test image rules
+.PHONY: all build test vet fmt-check lint fuzz bench demo ci package pkg-version package-test image rules
 
 all: build
 
@@ -64,9 +64,13 @@ rules:
 # the version above, man pages and shell completions generated from it, and
 # nfpm (pinned by packaging/tools/go.mod, built into ./bin) packing them with
 # packaging/nfpm.yaml. PKG_VERSION is VERSION as dpkg and rpm accept it:
-# v2.1.0 -> 2.1.0, v2.1.0-3-gabc -> 2.1.0.3.gabc, abc1234 -> 0.0.0~abc1234.
+# v2.1.0 -> 2.1.0, v2.1.0-3-gabc -> 2.1.0.3.gabc, and anything not a v<digit>
+# tag (an untagged abc1234, abc1234-dirty, dev) -> 2.0.0~dev.abc1234...: above
+# 1.0's releases (0.0.1 to 0.0.6), so it installs over 1.0 as an upgrade, and
+# below 2.0.0 (~ sorts first in dpkg and rpm). `make pkg-version` prints it;
+# packaging/test-deb.sh checks the mapping with dpkg --compare-versions.
 PKG_GOARCH        ?= $(shell $(GO) env GOARCH)
-PKG_VERSION       ?= $(shell echo '$(VERSION)' | sed -e 's/^v\([0-9]\)/\1/' -e 's/^\([^0-9]\)/0.0.0~\1/' -e 's/-/./g')
+PKG_VERSION       ?= $(shell echo '$(VERSION)' | sed -e '/^v[0-9]/!s/^/2.0.0~dev./' -e 's/^v//' -e 's/^2\.0\.0~dev\.dev$$/2.0.0~dev/' -e 's/-/./g')
 # Timestamps in the packages, man pages and image: the commit's time.
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 STAGE             := dist/stage
@@ -90,6 +94,9 @@ package: $(NFPM)
 	    $(NFPM) package --config packaging/nfpm.yaml --packager $$p --target dist/ || exit 1; \
 	done
 	ls -l dist/*.deb dist/*.rpm
+
+pkg-version:
+	@echo '$(PKG_VERSION)'
 
 # Installs the deb on this machine (as root) and checks it: see the script.
 package-test: package

@@ -23,6 +23,17 @@ if ! command -v rpm >/dev/null; then
 fi
 
 rpm -qip "$rpmfile" | sed -n '1,/^Description/p'
+# rpm -U from 1.0 (0.0.1-1.el7 to 0.0.6-1.el7) must be an upgrade; an
+# untagged build (2.0.0~dev.<sha>) sorts below the 2.0.0 release.
+evr=$(rpm -qp --queryformat '%{VERSION}-%{RELEASE}' "$rpmfile")
+vercmp() { rpm --eval "%{lua: print(rpm.vercmp('$1', '$2'))}"; }
+if [ "$(vercmp 1 0)" = 1 ]; then
+	[ "$(vercmp "$evr" 0.0.6-1.el7)" = 1 ] || fail "$evr is not above 1.0's 0.0.6-1.el7: rpm -U would refuse it as older"
+	case "$evr" in *~dev*) [ "$(vercmp "$evr" 2.0.0-1)" = -1 ] || fail "untagged $evr is not below 2.0.0-1" ;; esac
+	echo "version: $evr > 0.0.6-1.el7"
+else
+	echo "version: $evr (this rpm cannot compare versions from the command line)"
+fi
 files=$(rpm -qlp "$rpmfile")
 for f in /usr/bin/prometheus-streams \
 	/etc/prometheus-streams/prometheus-streams.yaml \
@@ -32,16 +43,19 @@ for f in /usr/bin/prometheus-streams \
 	/usr/share/man/man1/prometheus-streams-poller.1.gz \
 	/usr/share/bash-completion/completions/prometheus-streams \
 	/usr/share/zsh/vendor-completions/_prometheus-streams \
-	/usr/share/fish/vendor_completions.d/prometheus-streams.fish; do
+	/usr/share/fish/vendor_completions.d/prometheus-streams.fish \
+	/etc/logrotate.d/prometheus-streams; do
 	grep -qx "$f" <<<"$files" || fail "$rpmfile lacks $f"
 done
 ! grep -q '^/etc/default/' <<<"$files" || fail "$rpmfile has Debian's /etc/default files"
 echo "files: $(wc -l <<<"$files")"
 
 # %config(noreplace) shows as flags containing c (config) and n (noreplace).
-rpm -qp --queryformat '[%{FILEFLAGS:fflags} %{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]' "$rpmfile" \
-	| grep ' /etc/' | tee /dev/stderr \
-	| awk '$1 !~ /c/ || $1 !~ /n/ { bad = 1 } END { exit bad }' || fail "an /etc file is not %config(noreplace)"
+# (Printed from a variable: tee /dev/stderr would reopen, and so truncate, a
+# log file that stderr is redirected to.)
+etc_files=$(rpm -qp --queryformat '[%{FILEFLAGS:fflags} %{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]' "$rpmfile" | grep ' /etc/')
+echo "$etc_files"
+awk '$1 !~ /c/ || $1 !~ /n/ { bad = 1 } END { exit bad }' <<<"$etc_files" || fail "an /etc file is not %config(noreplace)"
 rpm -qp --queryformat '[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]' "$rpmfile" \
 	| grep -qx -- '-rw-r----- root:prometheus-streams /etc/prometheus-streams/prometheus-streams.yaml' \
 	|| fail "prometheus-streams.yaml is not root:prometheus-streams 0640"
@@ -56,5 +70,8 @@ for s in preinstall postinstall preuninstall postuninstall; do
 	grep -q "^$s scriptlet" <<<"$scripts" || fail "$rpmfile has no $s scriptlet"
 done
 grep -q 'useradd --system' <<<"$scripts" || fail "the preinstall scriptlet does not create the user"
+# useradd and groupadd for the preinstall scriptlet (a plain Requires: nfpm
+# writes no Requires(pre)).
+rpm -qp --requires "$rpmfile" | grep -qx 'shadow-utils' || fail "$rpmfile does not require shadow-utils (useradd)"
 echo
 echo "test-rpm: PASS"

@@ -14,18 +14,24 @@ esac
 
 # 1.0 compatibility. 1.0's daemons ran as nobody, and its package left the
 # configuration readable by group nobody: the daemons now run as
-# prometheus-streams. 1.0 files (its Puppet module always) name
-# logfile: /var/log/prometheus-streams.log, the one file outside
-# /var/log/prometheus-streams/ the units may write (ReadWritePaths); it must
-# exist and belong to the service user before a unit starts.
+# prometheus-streams.
 conf=/etc/prometheus-streams/prometheus-streams.yaml
 if [ -f "$conf" ] && [ "$(stat -c %G "$conf")" = nobody ]; then
 	chgrp prometheus-streams "$conf"
 	chmod g+r "$conf"
 fi
+# 1.0's log file, which 1.0's package shipped and its Puppet module names
+# (logfile: $log_file, default /var/log/prometheus-streams.log). It is the one
+# file outside /var/log/prometheus-streams/ the units may write, and only if
+# it exists when a unit starts (ReadWritePaths=-, under ProtectSystem=strict:
+# the daemon cannot create it). The Puppet module installs the package first
+# and writes the configuration afterwards, so the file is made on every
+# install, whatever the configuration says now: empty, for the service user.
+# A symbolic link there is the administrator's and left alone. A purge
+# removes the file (postremove.sh).
 legacy_log=/var/log/prometheus-streams.log
-if [ -e "$legacy_log" ] || grep -qs "^[[:space:]]*logfile:[[:space:]]*[\"']\{0,1\}$legacy_log" /etc/prometheus-streams/*.yaml; then
-	touch "$legacy_log"
+if [ ! -L "$legacy_log" ]; then
+	[ -e "$legacy_log" ] || : >"$legacy_log"
 	chown prometheus-streams:prometheus-streams "$legacy_log"
 	chmod 0640 "$legacy_log"
 fi

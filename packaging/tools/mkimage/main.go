@@ -11,6 +11,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -35,7 +36,10 @@ import (
 const (
 	binaryPath = "/usr/bin/prometheus-streams"
 	configDir  = "/etc/prometheus-streams"
-	user       = "65534:65534" // nobody, as in distroless
+	// caPath is where Go's crypto/x509 looks first for the system roots on
+	// Linux, as on Debian and in distroless.
+	caPath = "/etc/ssl/certs/ca-certificates.crt"
+	user   = "65534:65534" // nobody, as in distroless
 	// monitorPort is the example configuration's monitor_port.
 	monitorPort = "10000/tcp"
 )
@@ -43,12 +47,12 @@ const (
 func main() {
 	var (
 		binary  = flag.String("binary", "", "the static linux binary to put in the image")
-		caFile  = flag.String("ca", "/etc/ssl/certs/ca-certificates.crt", "CA bundle for the image's system roots (skipped when missing)")
+		caFile  = flag.String("ca", caPath, "CA bundle (PEM) for the image's system roots; required")
 		tag     = flag.String("tag", "prometheus-streams:dev", "the image's tag in the tarball")
 		arch    = flag.String("arch", runtime.GOARCH, "the binary's GOARCH")
 		version = flag.String("version", "dev", "the org.opencontainers.image.version label")
 		out     = flag.String("out", "", "the image tarball to write")
-		verify  = flag.String("verify", "", "check an image tarball (non-root user, entrypoint present and runnable) instead of building")
+		verify  = flag.String("verify", "", "check an image tarball (non-root user, CA bundle present, entrypoint present and runnable) instead of building")
 	)
 	flag.Parse()
 	var err error
@@ -89,9 +93,15 @@ func build(binary, caFile, tag, arch, version, out string) error {
 	if err != nil {
 		return err
 	}
+	// The image has no other roots: without the bundle, tls:// NATS URLs and
+	// an https:// Pushgateway with public certificates fail at run time, so a
+	// build machine without one fails here instead.
 	ca, err := os.ReadFile(caFile)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+	if err != nil {
+		return fmt.Errorf("CA bundle for the image (-ca; Debian: apt-get install ca-certificates): %w", err)
+	}
+	if err := checkCABundle(ca); err != nil {
+		return fmt.Errorf("-ca %s: %w", caFile, err)
 	}
 	layerTar, err := rootfs(bin, ca, created)
 	if err != nil {
@@ -153,6 +163,14 @@ func build(binary, caFile, tag, arch, version, out string) error {
 	return nil
 }
 
+// checkCABundle reports whether b holds at least one PEM certificate.
+func checkCABundle(b []byte) error {
+	if !x509.NewCertPool().AppendCertsFromPEM(b) {
+		return errors.New("no PEM certificate in the CA bundle")
+	}
+	return nil
+}
+
 // rootfs is the image's only layer: the binary, the CA bundle, passwd and
 // group naming 65534 (so the user has a name), and the configuration's mount
 // point.
@@ -180,13 +198,9 @@ func rootfs(bin, ca []byte, mtime time.Time) ([]byte, error) {
 		func() error { return dir("usr", 0o755) },
 		func() error { return dir("usr/bin", 0o755) },
 		func() error { return file(strings.TrimPrefix(binaryPath, "/"), 0o755, bin) },
-	}
-	if ca != nil {
-		steps = append(steps,
-			func() error { return dir("etc/ssl", 0o755) },
-			func() error { return dir("etc/ssl/certs", 0o755) },
-			func() error { return file("etc/ssl/certs/ca-certificates.crt", 0o644, ca) },
-		)
+		func() error { return dir("etc/ssl", 0o755) },
+		func() error { return dir("etc/ssl/certs", 0o755) },
+		func() error { return file(strings.TrimPrefix(caPath, "/"), 0o644, ca) },
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -200,8 +214,9 @@ func rootfs(bin, ca []byte, mtime time.Time) ([]byte, error) {
 }
 
 // verifyImage checks what CI can check without a daemon: the user is not
-// root, the entrypoint is an executable file in the image, and (when the
-// image is for this machine's architecture) it runs `version`.
+// root, the CA bundle is in the image and holds certificates, the entrypoint
+// is an executable file in the image, and (when the image is for this
+// machine's architecture) it runs `version`.
 func verifyImage(path string, w io.Writer) error {
 	img, err := tarball.ImageFromPath(path, nil)
 	if err != nil {
@@ -226,10 +241,18 @@ func verifyImage(path string, w io.Writer) error {
 	if len(cf.Config.Entrypoint) == 0 {
 		return errors.New("image has no entrypoint")
 	}
+	ca, _, err := extract(img, strings.TrimPrefix(caPath, "/"))
+	if err != nil {
+		return fmt.Errorf("CA bundle: %w", err)
+	}
+	if err := checkCABundle(ca); err != nil {
+		return fmt.Errorf("CA bundle %s: %w", caPath, err)
+	}
+	fmt.Fprintf(w, "CA bundle %s present (%d bytes)\n", caPath, len(ca))
 	entry := strings.TrimPrefix(cf.Config.Entrypoint[0], "/")
 	bin, mode, err := extract(img, entry)
 	if err != nil {
-		return err
+		return fmt.Errorf("entrypoint: %w", err)
 	}
 	if mode&0o111 == 0 {
 		return fmt.Errorf("entrypoint %s is not executable (mode %o)", entry, mode)
@@ -263,7 +286,7 @@ func extract(img v1.Image, path string) ([]byte, int64, error) {
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return nil, 0, fmt.Errorf("entrypoint %s is not in the image", path)
+			return nil, 0, fmt.Errorf("%s is not in the image", path)
 		}
 		if err != nil {
 			return nil, 0, err
@@ -272,7 +295,7 @@ func extract(img v1.Image, path string) ([]byte, int64, error) {
 			continue
 		}
 		if h.Typeflag != tar.TypeReg {
-			return nil, 0, fmt.Errorf("entrypoint %s is not a regular file", path)
+			return nil, 0, fmt.Errorf("%s is not a regular file", path)
 		}
 		b, err := io.ReadAll(tr)
 		return b, h.Mode, err
