@@ -8,6 +8,7 @@ package discovery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"reflect"
@@ -128,6 +129,9 @@ func (d *Discovery) Apply(cfg *config.Config, static []config.Target) (poller.Ch
 		}
 		next[job] = st
 	}
+	if err := checkClients(next); err != nil {
+		return poller.Changes{}, err
+	}
 	ch, err := d.push(next)
 	if err != nil {
 		return ch, err
@@ -144,6 +148,27 @@ func (d *Discovery) Apply(cfg *config.Config, static []config.Target) (poller.Ch
 		d.start(w)
 	}
 	return ch, nil
+}
+
+// checkClients builds the HTTP client of every job with file_sd_configs
+// from its settings, to refuse settings that cannot work (a ca_file that
+// cannot be read) now, at start or reload. The poller builds a job's
+// client only once the job has targets; for a job whose files list none
+// yet that would be at a later file change, whose refusal would then hold
+// back every job's file changes until the settings are fixed.
+func checkClients(jobs map[string]*jobState) error {
+	for _, job := range slices.Sorted(maps.Keys(jobs)) {
+		st := jobs[job]
+		if len(st.watchers) == 0 || st.settings == nil {
+			continue
+		}
+		c, err := commoncfg.NewClientFromConfig(*st.settings, "scrape_"+job)
+		if err != nil {
+			return fmt.Errorf("discovery: jobs.%s: %w", job, err)
+		}
+		c.CloseIdleConnections()
+	}
+	return nil
 }
 
 // take returns the job's running watcher for an entry equal to sd that is

@@ -353,3 +353,23 @@ func TestApplySeriesFollowTheJobs(t *testing.T) {
 		t.Fatalf("after node was removed, series for jobs %v, want other only", got)
 	}
 }
+
+func TestApplyRefusesClientSettingsOfAJobWithoutTargetsYet(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "a.yml", "[]\n") // no target yet: the poller builds no client
+	text := "poller_stream: {cluster_id: c, urls: 'nats://a:1', topic: t}\njobs:\n  node:\n" +
+		"    tls_config: {ca_file: " + filepath.Join(dir, "missing-ca.pem") + "}\n" +
+		"    file_sd_configs: [{files: [targets/*.yml]}]\n"
+	cfg, err := config.Parse([]byte(text), filepath.Join(dir, "streams.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, d, sink, _, _ := setup(t, dir)
+	_, err = d.Apply(cfg, cfg.Targets())
+	if err == nil || !strings.Contains(err.Error(), "jobs.node") || !strings.Contains(err.Error(), "missing-ca.pem") {
+		t.Fatalf("Apply with an unreadable ca_file: %v, want an error naming jobs.node and the file", err)
+	}
+	if n := sink.count(); n != 0 {
+		t.Fatalf("the sink was given %d sets, want none", n)
+	}
+}
