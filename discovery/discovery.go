@@ -8,7 +8,6 @@ package discovery
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
 	"reflect"
@@ -162,9 +161,9 @@ func checkClients(jobs map[string]*jobState) error {
 		if len(st.watchers) == 0 || st.settings == nil {
 			continue
 		}
-		c, err := commoncfg.NewClientFromConfig(*st.settings, "scrape_"+job)
+		c, err := poller.NewJobClient(job, st.settings)
 		if err != nil {
-			return fmt.Errorf("discovery: jobs.%s: %w", job, err)
+			return err
 		}
 		c.CloseIdleConnections()
 	}

@@ -366,7 +366,7 @@ func TestApplyRefusesClientSettingsOfAJobWithoutTargetsYet(t *testing.T) {
 	}
 	_, d, sink, _, _ := setup(t, dir)
 	_, err = d.Apply(cfg, cfg.Targets())
-	if err == nil || !strings.Contains(err.Error(), "jobs.node") || !strings.Contains(err.Error(), "missing-ca.pem") {
+	if err == nil || !strings.Contains(err.Error(), "poller: jobs.node") || !strings.Contains(err.Error(), "missing-ca.pem") {
 		t.Fatalf("Apply with an unreadable ca_file: %v, want an error naming jobs.node and the file", err)
 	}
 	if n := sink.count(); n != 0 {

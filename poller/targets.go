@@ -156,13 +156,21 @@ func (p *Poller) buildClients(jobs map[string][]config.Target) (map[string]*jobC
 	return clients, nil
 }
 
-// newClient builds a job's client from its settings, as Prometheus does
-// per scrape_config. It has no timeout of its own: the poller bounds each
-// scrape with its context.
+// newClient builds a job's client from its settings (see NewJobClient),
+// or returns Options.HTTPClient for a job without settings.
 func (p *Poller) newClient(job string, settings *commoncfg.HTTPClientConfig) (*http.Client, error) {
 	if settings == nil && p.opts.HTTPClient != nil {
 		return p.opts.HTTPClient, nil
 	}
+	return NewJobClient(job, settings)
+}
+
+// NewJobClient builds the scrape client of job from its HTTP client
+// settings (nil: prometheus/common's defaults), as Prometheus does per
+// scrape_config. It reads the files the settings name (a ca_file), so a
+// caller can use it to refuse settings that cannot work. The client has
+// no timeout of its own: the poller bounds each scrape with its context.
+func NewJobClient(job string, settings *commoncfg.HTTPClientConfig) (*http.Client, error) {
 	hc := commoncfg.DefaultHTTPClientConfig
 	if settings != nil {
 		hc = *settings // a copy: NewClientFromConfig may cache in it

@@ -73,19 +73,25 @@ func lifecyclePeriod(downAfter time.Duration) time.Duration {
 // whole /metrics: longer than a push.
 const groupsTimeout = time.Minute
 
+// listedGroup is a group listGroups found, with its grouping key.
+type listedGroup struct {
+	pushgateway.Group
+	key pushgateway.GroupingKey
+}
+
 // listGroups returns the groups in the Pushgateway that carry the marker
 // only the receiver adds, keyed as the scheduler keys them.
-func (r *Receiver) listGroups(ctx context.Context) (map[string]pushgateway.Group, error) {
+func (r *Receiver) listGroups(ctx context.Context) (map[string]listedGroup, error) {
 	lctx, cancel := context.WithTimeout(ctx, groupsTimeout)
 	defer cancel()
 	groups, err := r.push.Groups(lctx, metricSamples)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]pushgateway.Group, len(groups))
+	out := make(map[string]listedGroup, len(groups))
 	for _, g := range groups {
 		if key, ok := r.keyOf(g.Labels); ok {
-			out[key.Path()] = g
+			out[key.Path()] = listedGroup{Group: g, key: key}
 		}
 	}
 	return out, nil
@@ -118,9 +124,7 @@ func (r *Receiver) learnGroups(ctx context.Context) bool {
 		return false
 	}
 	for id, g := range groups {
-		if key, ok := r.keyOf(g.Labels); ok {
-			r.sched.seed(id, key, g.PushTime)
-		}
+		r.sched.seed(id, g.key, g.PushTime)
 	}
 	r.log.Info("delete_after set: watching the groups found in the Pushgateway", "groups", len(groups))
 	return true

@@ -172,3 +172,46 @@ jobs:
 		}
 	}
 }
+
+// TestReceiverReloadAppliesMaxAgeDefault reloads a receiver whose file
+// sets no max_age with a new scrape_interval: max_age's default (twice
+// the interval) and down_after's (twice max_age) follow it live, as
+// docs/operations.md says.
+func TestReceiverReloadAppliesMaxAgeDefault(t *testing.T) {
+	nats := testenv.Streaming(t, embedded.StreamingOptions{})
+	gw := testenv.Pushgateway(t, embedded.PushgatewayOptions{})
+	text := fmt.Sprintf(`identity: central
+scrape_interval: 60s
+receiver_stream: {cluster_id: %s, urls: "%s", topic: prometheus}
+push_gateway: {url: "%s"}
+`, nats.ClusterID(), nats.URL(), gw.URL())
+	file := writeFile(t, text)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hup := make(chan os.Signal, 1)
+	code := make(chan int, 1)
+	var errOut testenv.SyncBuffer
+	go func() {
+		code <- runWith(ctx, hup, []string{"--config", file, "receiver"}, &testenv.SyncBuffer{}, &errOut)
+	}()
+	testenv.WaitFor(t, "the receiver to start", 10*time.Second, func() bool {
+		return strings.Contains(errOut.String(), "watching the groups found in the Pushgateway")
+	})
+	if err := os.WriteFile(file, []byte(strings.Replace(text, "60s", "30s", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hup <- syscall.SIGHUP
+	testenv.WaitFor(t, "the reload with the new defaults", 10*time.Second, func() bool {
+		log := errOut.String()
+		return strings.Contains(log, `msg="configuration reloaded"`) && strings.Contains(log, "max_age=1m") && strings.Contains(log, "down_after=2m")
+	})
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("the receiver exited %d\n%s", c, errOut.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the receiver did not stop within 15s")
+	}
+}

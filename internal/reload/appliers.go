@@ -2,7 +2,6 @@ package reload
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -24,13 +23,10 @@ type Poller struct {
 }
 
 // Apply implements Applier. The targets go first since they are what can
-// be refused (an HTTP client that cannot be built); the only refusal of
-// the schedule is checked before them, so nothing has changed when Apply
-// fails.
+// be refused (an HTTP client that cannot be built); the schedule's only
+// refusal, a scrape_interval that is not positive, is Validate's before
+// Apply is called, so it cannot fail after them.
 func (a Poller) Apply(_ context.Context, cfg *config.Config) ([]any, error) {
-	if cfg.ScrapeInterval <= 0 {
-		return nil, errors.New("scrape_interval must be positive")
-	}
 	static, err := a.Targets(cfg)
 	if err != nil {
 		return nil, err

@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,7 +59,7 @@ type Reloader struct {
 	// for it can be given up with a context, which a mutex cannot.
 	turn    chan struct{}
 	current *config.Config // guarded by turn
-	stopped atomic.Bool    // Run returned; set holding turn
+	stopped bool           // Run returned; guarded by turn
 }
 
 // New returns a Reloader and registers its metrics on reg; the start
@@ -92,7 +91,7 @@ func (r *Reloader) Reload(ctx context.Context) error {
 		return fmt.Errorf("reload: waiting for another reload: %w", ctx.Err())
 	}
 	defer func() { <-r.turn }()
-	if r.stopped.Load() {
+	if r.stopped {
 		return ErrStopped
 	}
 	if err := ctx.Err(); err != nil {
@@ -140,7 +139,7 @@ func (r *Reloader) Run(ctx context.Context, hup <-chan os.Signal) error {
 		select {
 		case <-ctx.Done():
 			r.turn <- struct{}{}
-			r.stopped.Store(true)
+			r.stopped = true
 			<-r.turn
 			return nil
 		case sig := <-hup:
