@@ -64,13 +64,14 @@ rules:
 # the version above, man pages and shell completions generated from it, and
 # nfpm (pinned by packaging/tools/go.mod, built into ./bin) packing them with
 # packaging/nfpm.yaml. PKG_VERSION is VERSION as dpkg and rpm accept it:
-# v2.1.0 -> 2.1.0, v2.1.0-3-gabc -> 2.1.0.3.gabc, and anything not a v<digit>
-# tag (an untagged abc1234, abc1234-dirty, dev) -> 2.0.0~dev.abc1234...: above
+# v2.1.0 (or 2.1.0) -> 2.1.0, v2.1.0-3-gabc -> 2.1.0.3.gabc, a pre-release
+# v2.1.0-rc.1 -> 2.1.0~rc.1 (below 2.1.0), and anything not a release tag
+# (an untagged abc1234, abc1234-dirty, dev) -> 2.0.0~dev.abc1234...: above
 # 1.0's releases (0.0.1 to 0.0.6), so it installs over 1.0 as an upgrade, and
 # below 2.0.0 (~ sorts first in dpkg and rpm). `make pkg-version` prints it;
 # packaging/test-deb.sh checks the mapping with dpkg --compare-versions.
 PKG_GOARCH        ?= $(shell $(GO) env GOARCH)
-PKG_VERSION       ?= $(shell echo '$(VERSION)' | sed -e '/^v[0-9]/!s/^/2.0.0~dev./' -e 's/^v//' -e 's/^2\.0\.0~dev\.dev$$/2.0.0~dev/' -e 's/-/./g')
+PKG_VERSION       ?= $(shell echo '$(VERSION)' | sed -E -e '/^v?[0-9]+\.[0-9]/!s/^/2.0.0~dev./' -e 's/^v//' -e 's/^2\.0\.0~dev\.dev$$/2.0.0~dev/' -e 's/-(rc|alpha|beta)/~\1/' -e 's/-/./g')
 # Timestamps in the packages, man pages and image: the commit's time.
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 STAGE             := dist/stage

@@ -72,6 +72,6 @@ done
 grep -q 'useradd --system' <<<"$scripts" || fail "the preinstall scriptlet does not create the user"
 # useradd and groupadd for the preinstall scriptlet (a plain Requires: nfpm
 # writes no Requires(pre)).
-rpm -qp --requires "$rpmfile" | grep -qx 'shadow-utils' || fail "$rpmfile does not require shadow-utils (useradd)"
+rpm -qp --requires "$rpmfile" | grep -qx '/usr/sbin/useradd' || fail "$rpmfile does not require /usr/sbin/useradd (shadow-utils, or shadow on SUSE)"
 echo
 echo "test-rpm: PASS"
