@@ -108,14 +108,7 @@ jobs:
       - {name: a, url: "%[4]s/metrics"}
 `, port, nats.ClusterID(), nats.URL(), a.URL)
 	file := writeFile(t, text)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	hup := make(chan os.Signal, 1)
-	code := make(chan int, 1)
-	var errOut testenv.SyncBuffer
-	go func() {
-		code <- runWith(ctx, hup, []string{"--config", file, "poller"}, &testenv.SyncBuffer{}, &errOut)
-	}()
+	d := startDaemon(t, "--config", file, "poller")
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
@@ -134,7 +127,7 @@ jobs:
 	if err := os.WriteFile(file, []byte(text+fmt.Sprintf("      - {name: b, url: \"%s/metrics\"}\n", b.URL)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	hup <- syscall.SIGHUP
+	d.hup <- syscall.SIGHUP
 	testenv.WaitFor(t, "the added target to be scraped", 10*time.Second, func() bool {
 		return hitsB.Load() > 0 && metric(`prometheus_streams_poller_targets{job="app"} 2`)
 	})
@@ -157,18 +150,10 @@ jobs:
 	if !metric("prometheus_streams_config_last_reload_successful 0") || !metric(`prometheus_streams_poller_targets{job="app"} 2`) {
 		t.Error("the refused reload is not recorded, or changed the targets")
 	}
-	cancel()
-	select {
-	case c := <-code:
-		if c != 0 {
-			t.Fatalf("the poller exited %d\n%s", c, errOut.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("the poller did not stop within 15s")
-	}
+	d.stop()
 	for _, want := range []string{"configuration reloaded", "added=1", "configuration reload refused"} {
-		if !strings.Contains(errOut.String(), want) {
-			t.Errorf("the log lacks %q:\n%s", want, errOut.String())
+		if !strings.Contains(d.log.String(), want) {
+			t.Errorf("the log lacks %q:\n%s", want, d.log.String())
 		}
 	}
 }
@@ -186,32 +171,47 @@ receiver_stream: {cluster_id: %s, urls: "%s", topic: prometheus}
 push_gateway: {url: "%s"}
 `, nats.ClusterID(), nats.URL(), gw.URL())
 	file := writeFile(t, text)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	hup := make(chan os.Signal, 1)
-	code := make(chan int, 1)
-	var errOut testenv.SyncBuffer
-	go func() {
-		code <- runWith(ctx, hup, []string{"--config", file, "receiver"}, &testenv.SyncBuffer{}, &errOut)
-	}()
+	d := startDaemon(t, "--config", file, "receiver")
 	testenv.WaitFor(t, "the receiver to start", 10*time.Second, func() bool {
-		return strings.Contains(errOut.String(), "watching the groups found in the Pushgateway")
+		return strings.Contains(d.log.String(), "watching the groups found in the Pushgateway")
 	})
 	if err := os.WriteFile(file, []byte(strings.Replace(text, "60s", "30s", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	hup <- syscall.SIGHUP
+	d.hup <- syscall.SIGHUP
 	testenv.WaitFor(t, "the reload with the new defaults", 10*time.Second, func() bool {
-		log := errOut.String()
+		log := d.log.String()
 		return strings.Contains(log, `msg="configuration reloaded"`) && strings.Contains(log, "max_age=1m") && strings.Contains(log, "down_after=2m")
 	})
-	cancel()
-	select {
-	case c := <-code:
-		if c != 0 {
-			t.Fatalf("the receiver exited %d\n%s", c, errOut.String())
+	d.stop()
+}
+
+// runningDaemon is a daemon run by runWith on a goroutine of its own.
+type runningDaemon struct {
+	hup  chan os.Signal      // its SIGHUP
+	log  *testenv.SyncBuffer // its stderr
+	stop func()              // cancels it; t fails unless it exits 0 within 15s
+}
+
+// startDaemon runs the command line args until stop or the end of t.
+func startDaemon(t *testing.T, args ...string) *runningDaemon {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	d := &runningDaemon{hup: make(chan os.Signal, 1), log: &testenv.SyncBuffer{}}
+	code := make(chan int, 1)
+	go func() { code <- runWith(ctx, d.hup, args, &testenv.SyncBuffer{}, d.log) }()
+	d.stop = func() {
+		t.Helper()
+		cancel()
+		select {
+		case c := <-code:
+			if c != 0 {
+				t.Fatalf("%v exited %d\n%s", args, c, d.log.String())
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%v did not stop within 15s", args)
 		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("the receiver did not stop within 15s")
 	}
+	return d
 }
