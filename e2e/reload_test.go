@@ -287,8 +287,13 @@ func TestReloadWhileDataFlows(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	// The poller's stream connection was made once and never lost.
-	for name, want := range map[string]float64{"prometheus_streams_stream_connect_attempts_total": 1, "prometheus_streams_stream_connections_lost_total": 0} {
+	// The poller's stream connection was made once and never lost, not
+	// even its TCP connection underneath.
+	for name, want := range map[string]float64{
+		"prometheus_streams_stream_connect_attempts_total": 1,
+		"prometheus_streams_stream_connections_lost_total": 0,
+		"prometheus_streams_stream_nats_reconnects_total":  0,
+	} {
 		labels := map[string]string{}
 		if strings.HasSuffix(name, "attempts_total") {
 			labels["result"] = "success"

@@ -182,6 +182,12 @@ func (c *connection) dial(lost chan<- error) (*ownedConn, error) {
 		// the NATS layer keeps trying underneath it meanwhile.
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(c.opts.BackoffMin),
+		// Counted, as the stream layer may not notice: a TCP connection
+		// dropped and made again underneath a session that survives.
+		nats.ReconnectHandler(func(*nats.Conn) {
+			c.metrics.reconnects.Inc()
+			c.log.Info("NATS connection re-established under the stream connection")
+		}),
 	}
 	if c.opts.TLS != nil {
 		natsOpts = append(natsOpts, nats.Secure(c.opts.TLS))
@@ -423,9 +429,10 @@ func (c *connection) run(ctx context.Context, setup func(stan.Conn) error) error
 }
 
 type connMetrics struct {
-	connected prometheus.Gauge
-	attempts  *prometheus.CounterVec
-	lost      prometheus.Counter
+	connected  prometheus.Gauge
+	attempts   *prometheus.CounterVec
+	lost       prometheus.Counter
+	reconnects prometheus.Counter
 }
 
 func newConnMetrics(reg prometheus.Registerer) (*connMetrics, error) {
@@ -442,10 +449,14 @@ func newConnMetrics(reg prometheus.Registerer) (*connMetrics, error) {
 			Namespace: namespace, Subsystem: subsystem, Name: "connections_lost_total",
 			Help: "Established stream connections that were lost (server gone, pings unanswered, session forgotten).",
 		}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "nats_reconnects_total",
+			Help: "Times the NATS connection under a stream connection was re-established by itself; the stream session may have survived it (then connections_lost_total does not count it).",
+		}),
 	}
 	m.attempts.WithLabelValues("success")
 	m.attempts.WithLabelValues("failure")
-	for _, c := range []prometheus.Collector{m.connected, m.attempts, m.lost} {
+	for _, c := range []prometheus.Collector{m.connected, m.attempts, m.lost, m.reconnects} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register stream metrics: %w", err)
 		}

@@ -166,7 +166,8 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 				opts.StoreDir = t.TempDir()
 			}
 			s := testenv.Streaming(t, opts)
-			pub, err := NewSTANPublisher(options(s, "pub"), nil, prometheus.NewRegistry())
+			pubReg := prometheus.NewRegistry()
+			pub, err := NewSTANPublisher(options(s, "pub"), nil, pubReg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -196,6 +197,15 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 				time.Sleep(50 * time.Millisecond) // pace the publishing loop
 				return false
 			})
+			// The restart shows in the publisher's metrics: its NATS
+			// connection came back underneath the session, or the session
+			// was lost and made again.
+			reconnects := testutil.ToFloat64(pub.c.metrics.reconnects)
+			lost := testutil.ToFloat64(pub.c.metrics.lost)
+			t.Logf("%s store: nats_reconnects_total %v, connections_lost_total %v", store, reconnects, lost)
+			if reconnects+lost == 0 {
+				t.Error("the server's restart shows in neither nats_reconnects_total nor connections_lost_total")
+			}
 		})
 	}
 }
