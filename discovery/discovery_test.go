@@ -44,6 +44,14 @@ func (s *recordingSink) SetTargets(jobs map[string][]config.Target) (poller.Chan
 	return poller.Changes{}, nil
 }
 
+// apply applies cfg with its static targets, and fails t if Apply does.
+func apply(t *testing.T, d *Discovery, cfg *config.Config) {
+	t.Helper()
+	if _, err := d.Apply(cfg, cfg.Targets()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // applyRefused applies cfg while the sink refuses it, and fails t if
 // Apply does not return the refusal.
 func applyRefused(t *testing.T, d *Discovery, s *recordingSink, cfg *config.Config) {
@@ -152,9 +160,7 @@ func TestFileSDTargetsFollowTheFiles(t *testing.T) {
   labels: {__metrics_path__: /probe, __param_module: http_2xx, __scheme__: https}
 `)
 	cfg, d, sink, reg, _ := setup(t, dir)
-	if _, err := d.Apply(cfg, cfg.Targets()); err != nil {
-		t.Fatal(err)
-	}
+	apply(t, d, cfg)
 	// The files are read before Apply returns, before any watcher runs.
 	if got, want := sink.urls("node"), []string{
 		"static=http://s:9100/metrics",
@@ -195,9 +201,7 @@ func TestFileSDBadEntriesAreRefusedAndCounted(t *testing.T) {
 `
 	write(t, dir, "a.yml", file)
 	cfg, d, sink, reg, logs := setup(t, dir)
-	if _, err := d.Apply(cfg, cfg.Targets()); err != nil {
-		t.Fatal(err)
-	}
+	apply(t, d, cfg)
 	testenv.Run(t, d.Run)
 	watching(t, reg, 1)
 	want := []string{"static=http://s:9100/metrics", "good:9100=http://good:9100/metrics", "static:1=http://static:1/metrics", "labelled:9100=http://labelled:9100/metrics"}
@@ -243,17 +247,13 @@ func TestApplyKeepsUnchangedWatchersAndRollsBack(t *testing.T) {
 	dir := t.TempDir()
 	write(t, dir, "a.yml", "- targets: ['a1:9100']\n")
 	cfg, d, sink, reg, _ := setup(t, dir)
-	if _, err := d.Apply(cfg, cfg.Targets()); err != nil {
-		t.Fatal(err)
-	}
+	apply(t, d, cfg)
 	testenv.Run(t, d.Run)
 	watching(t, reg, 1)
 	w := d.jobs["node"].watchers[0]
 
 	// Same entry: the same watcher, with what it found.
-	if _, err := d.Apply(cfg, cfg.Targets()); err != nil {
-		t.Fatal(err)
-	}
+	apply(t, d, cfg)
 	if d.jobs["node"].watchers[0] != w {
 		t.Fatal("an unchanged file_sd entry got a new watcher")
 	}
@@ -271,9 +271,7 @@ func TestApplyKeepsUnchangedWatchersAndRollsBack(t *testing.T) {
 	waitTargets(t, sink, "node", "static=http://s:9100/metrics", "a2:9100=http://a2:9100/metrics")
 
 	// A new entry replaces the watcher; the job's old file targets go.
-	if _, err := d.Apply(other, other.Targets()); err != nil {
-		t.Fatal(err)
-	}
+	apply(t, d, other)
 	if got := sink.urls("node"); len(got) != 0 {
 		t.Fatalf("targets after the new entry: %q", got)
 	}
@@ -311,9 +309,7 @@ func TestApplySeriesFollowTheJobs(t *testing.T) {
 	dir := t.TempDir()
 	write(t, dir, "a.yml", "- targets: ['a1:9100']\n")
 	cfg, d, sink, reg, _ := setup(t, dir)
-	if _, err := d.Apply(cfg, cfg.Targets()); err != nil {
-		t.Fatal(err)
-	}
+	apply(t, d, cfg)
 	jobs := func() map[string]bool {
 		t.Helper()
 		mfs, err := reg.Gather()
@@ -346,9 +342,7 @@ func TestApplySeriesFollowTheJobs(t *testing.T) {
 	if got := jobs(); !reflect.DeepEqual(got, map[string]bool{"node": true}) {
 		t.Fatalf("after a refused Apply, series for jobs %v, want node only", got)
 	}
-	if _, err := d.Apply(other, other.Targets()); err != nil {
-		t.Fatal(err)
-	}
+	apply(t, d, other)
 	if got := jobs(); !reflect.DeepEqual(got, map[string]bool{"other": true}) {
 		t.Fatalf("after node was removed, series for jobs %v, want other only", got)
 	}

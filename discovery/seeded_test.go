@@ -62,9 +62,7 @@ func TestSeededFileChangedBeforeFirstRead(t *testing.T) {
 			dir := t.TempDir()
 			write(t, dir, "a.yml", twoOfA)
 			cfg, d, sink, _, _ := setup(t, dir)
-			if _, err := d.Apply(cfg, cfg.Targets()); err != nil {
-				t.Fatal(err)
-			}
+			apply(t, d, cfg)
 			if got, want := sink.urls("node"), []string{static, a1, a2}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("after Apply: got %q, want %q", got, want)
 			}
@@ -85,9 +83,7 @@ func TestReloadWithUnreadableFile(t *testing.T) {
 			dir := t.TempDir()
 			write(t, dir, "a.yml", twoOfA)
 			cfg, d, sink, reg, _ := setup(t, dir)
-			if _, err := d.Apply(cfg, cfg.Targets()); err != nil {
-				t.Fatal(err)
-			}
+			apply(t, d, cfg)
 			testenv.Run(t, d.Run)
 			watching(t, reg, 1)
 			write(t, dir, "a.yml", halfOfA)
@@ -95,9 +91,7 @@ func TestReloadWithUnreadableFile(t *testing.T) {
 
 			// Only refresh_interval changes, which takes a new watcher.
 			reloaded := reload(t, dir, "2h")
-			if _, err := d.Apply(reloaded, reloaded.Targets()); err != nil {
-				t.Fatal(err)
-			}
+			apply(t, d, reloaded)
 			if got, want := sink.urls("node"), []string{static, a1, a2}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("after the reload: got %q, want %q", got, want)
 			}
