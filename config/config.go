@@ -27,7 +27,8 @@ type Role string
 const (
 	// RolePoller scrapes the jobs' targets and publishes to poller_stream.
 	RolePoller Role = "poller"
-	// RoleReceiver consumes receiver_stream and pushes to push_gateway.
+	// RoleReceiver consumes receiver_stream and pushes the scrapes to
+	// push_gateway, serves them as scrape targets (serve_targets), or both.
 	RoleReceiver Role = "receiver"
 )
 
@@ -100,9 +101,20 @@ type Config struct {
 	// CompressionSnappy or CompressionZstd. Receivers read both.
 	Compression string `yaml:"compression"`
 
-	PollerStream   *StreamConfig      `yaml:"poller_stream,omitempty"`
-	ReceiverStream *StreamConfig      `yaml:"receiver_stream,omitempty"`
-	PushGateway    *PushGatewayConfig `yaml:"push_gateway,omitempty"`
+	PollerStream   *StreamConfig `yaml:"poller_stream,omitempty"`
+	ReceiverStream *StreamConfig `yaml:"receiver_stream,omitempty"`
+	// PushGateway is where the receiver pushes; absent, it does not push
+	// (it must then serve targets).
+	PushGateway *PushGatewayConfig `yaml:"push_gateway,omitempty"`
+	// ServeTargets makes the receiver keep each group's newest scrape and
+	// serve every group to Prometheus as a scrape target, listed for HTTP
+	// service discovery at /sd on the monitor endpoint. A receiver pushes
+	// (PushGateway), serves, or both.
+	ServeTargets bool `yaml:"serve_targets,omitempty"`
+	// Serve holds the settings of ServeTargets. Parse sets it to a copy of
+	// DefaultServeConfig when ServeTargets is true and the section is
+	// absent, so it is non-nil exactly when ServeTargets is true.
+	Serve *ServeConfig `yaml:"serve,omitempty"`
 	// Management is 1.0's Choria management backplane: accepted, ignored.
 	Management *ManagementConfig `yaml:"management,omitempty"`
 	// Jobs maps a job name to the targets scraped under it.
@@ -214,15 +226,16 @@ func parseDocument(data []byte, filename string) (*yaml.Node, error) {
 }
 
 // Roles reports which roles the file has sections for: the poller when it
-// has poller_stream or jobs, the receiver when it has receiver_stream or
-// push_gateway. check-config validates each; a file with jobs but no
-// poller_stream is thereby reported instead of silently ignored.
+// has poller_stream or jobs, the receiver when it has receiver_stream,
+// push_gateway or serve_targets: true. check-config validates each; a file
+// with jobs but no poller_stream is thereby reported instead of silently
+// ignored.
 func (c *Config) Roles() []Role {
 	var roles []Role
 	if c.PollerStream != nil || len(c.Jobs) > 0 {
 		roles = append(roles, RolePoller)
 	}
-	if c.ReceiverStream != nil || c.PushGateway != nil {
+	if c.ReceiverStream != nil || c.PushGateway != nil || c.ServeTargets {
 		roles = append(roles, RoleReceiver)
 	}
 	return roles

@@ -7,14 +7,15 @@ import (
 
 // liveKeys are the keys a reload applies to a running process of each
 // role, as dotted paths. Everything else the role uses needs a restart.
-// push_gateway.down_after is live because its default derives from
-// max_age, which is: were it not, changing max_age alone would be refused
-// whenever down_after is left at its default.
+// push_gateway.down_after and serve.delete_after are live because their
+// defaults derive from max_age, which is: were they not, changing max_age
+// alone would be refused whenever they are left at their defaults.
 var liveKeys = map[Role]map[string]bool{
 	RolePoller: {"jobs": true, "scrape_interval": true, "scrape_timeout": true},
 	RoleReceiver: {
 		"publishers": true, "max_age": true,
 		"push_gateway.down_after": true, "push_gateway.delete_after": true,
+		"serve.delete_after": true,
 	},
 }
 
@@ -23,7 +24,10 @@ var liveKeys = map[Role]map[string]bool{
 // reload (one file may serve a poller and a receiver, as in 1.0).
 // management is ignored by both.
 var unusedKeys = map[Role]map[string]bool{
-	RolePoller:   {"max_age": true, "receiver_stream": true, "push_gateway": true, "publishers": true, "management": true},
+	RolePoller: {
+		"max_age": true, "receiver_stream": true, "push_gateway": true, "serve_targets": true, "serve": true,
+		"publishers": true, "management": true,
+	},
 	RoleReceiver: {"scrape_interval": true, "scrape_timeout": true, "compression": true, "poller_stream": true, "jobs": true, "management": true},
 }
 
@@ -33,7 +37,8 @@ var unusedKeys = map[Role]map[string]bool{
 // empty, so that an operator never believes a change applied when it did
 // not. Keys the role applies live (jobs, scrape_interval and
 // scrape_timeout for the poller; publishers, max_age,
-// push_gateway.down_after and delete_after for the receiver) and keys it
+// push_gateway.down_after and delete_after, and serve.delete_after for the
+// receiver) and keys it
 // does not use are left out. Values are compared after defaults and
 // relative paths are resolved, so a key written differently with the same
 // meaning is no change. A section is compared key by key one level down

@@ -290,13 +290,20 @@ func (g *PushGatewayConfig) check(k *checker, p keyPath) {
 	if g.DeleteAfter < 0 {
 		k.errorf(p.with("delete_after"), "must not be negative (0 keeps groups)")
 	}
-	switch n := g.PublisherLabelName; {
-	case !model.LegacyValidation.IsValidLabelName(n):
-		k.errorf(p.with("publisher_label_name"), "%q is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)", n)
-	case n == "job" || n == "instance" || strings.HasPrefix(n, "__"):
-		k.errorf(p.with("publisher_label_name"), "%q is reserved", n)
-	}
+	checkPublisherLabelName(k, p.with("publisher_label_name"), g.PublisherLabelName)
 	checkHTTPClient(k, p, &g.HTTPClientConfig)
+}
+
+// checkPublisherLabelName accepts a legacy label name that is not job,
+// instance or reserved (__*): the publisher label sits beside job and
+// instance in push_gateway's grouping key and in serve's /sd targets.
+func checkPublisherLabelName(k *checker, p keyPath, n string) {
+	switch {
+	case !model.LegacyValidation.IsValidLabelName(n):
+		k.errorf(p, "%q is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)", n)
+	case n == "job" || n == "instance" || strings.HasPrefix(n, "__"):
+		k.errorf(p, "%q is reserved", n)
+	}
 }
 
 // checkHTTPURL accepts an absolute http or https URL with a host.

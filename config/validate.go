@@ -65,6 +65,7 @@ func (c *Config) finish() error {
 			k.errorf(keyPath{"push_gateway", "delete_after"}, "%s is shorter than down_after %s", d, c.PushGateway.DownAfter)
 		}
 	}
+	c.finishServe(k)
 	c.checkPublishers(k)
 	if c.TLS != nil {
 		c.TLS.check(k, keyPath{"tls"}, c.Identity)
@@ -146,7 +147,8 @@ func bareHost(h string) string {
 // Validate checks that the configuration has what role needs: for the
 // poller, poller_stream with cluster_id, urls and topic, and at least one
 // target (the self-scrape job counts) or a job with file_sd_configs; for the receiver, receiver_stream
-// with the same keys and push_gateway.url. Values were checked by Parse.
+// with the same keys, and push_gateway with its url or serve_targets: true
+// (or both), serving needing monitor_port. Values were checked by Parse.
 // Every problem is reported, joined, each naming the key and the line of
 // the nearest enclosing key present; a section missing entirely has no line.
 func (c *Config) Validate(role Role) error {
@@ -161,16 +163,27 @@ func (c *Config) Validate(role Role) error {
 		}
 	case RoleReceiver:
 		c.validateStream(k, role)
-		switch {
-		case c.PushGateway == nil:
-			k.errorf(keyPath{"push_gateway"}, "required for the receiver")
-		case c.PushGateway.URL == "":
-			k.errorf(keyPath{"push_gateway", "url"}, "required for the receiver")
-		}
+		c.validateOutputs(k)
 	default:
 		return fmt.Errorf("%s: unknown role %q (want %q or %q)", location(c.filename, 0), role, RolePoller, RoleReceiver)
 	}
 	return errors.Join(k.errs...)
+}
+
+// validateOutputs checks that the receiver has somewhere to send scrapes:
+// push_gateway, serve_targets, or both.
+func (c *Config) validateOutputs(k *checker) {
+	switch {
+	case c.PushGateway == nil && !c.ServeTargets:
+		k.errorf(keyPath{"push_gateway"}, "required for the receiver, or serve_targets: true")
+	case c.PushGateway != nil && c.PushGateway.URL == "":
+		k.errorf(keyPath{"push_gateway", "url"}, "required for the receiver")
+	}
+	// Checked here rather than by Parse: a poller reading the same file
+	// does not serve, and needs no monitor endpoint for it.
+	if c.ServeTargets && c.MonitorPort <= 0 {
+		k.errorf(keyPath{"serve_targets"}, "requires monitor_port: the targets and /sd are served on the monitor endpoint")
+	}
 }
 
 func (c *Config) validateStream(k *checker, role Role) {

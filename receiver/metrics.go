@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/choria-io/prometheus-streams/envelope"
+	"github.com/choria-io/prometheus-streams/output"
 )
 
 const (
@@ -13,163 +14,65 @@ const (
 	subsystem = "receiver"
 )
 
-// Drop reasons beyond the envelope's own decode reasons.
+// Drop reasons of the receiver's own, beside the envelope's decode reasons
+// and the outputs' (output.Reasons).
 const (
-	dropStale      = "stale"
-	dropSuperseded = "superseded"
-	dropRejected   = "rejected"
-	dropFuture     = "future"
+	dropFuture = "future"
 	// Refused by the publishers allow-list.
 	dropPublisherNotAllowed = "publisher_not_allowed"
 	dropJobNotAllowed       = "job_not_allowed"
 )
 
-// Push results.
-const (
-	pushSuccess  = "success"
-	pushRejected = "rejected" // 4xx: acked and not retried
-	pushError    = "error"    // network or 5xx: retried while the scrape is younger than max_age
-)
-
 type metrics struct {
 	received       prometheus.Counter
+	replayed       prometheus.Counter
 	acked          prometheus.Counter
 	dropped        *prometheus.CounterVec // reason
-	pushes         *prometheus.CounterVec // result
-	pushDuration   prometheus.Histogram
-	delivery       prometheus.Histogram
 	messageAge     prometheus.Histogram
-	stripped       prometheus.Counter
-	renamed        prometheus.Counter
-	unparseable    prometheus.Counter
-	lastMessage    *prometheus.GaugeVec // publisher
-	groupsWaiting  prometheus.GaugeFunc
 	ackFailures    prometheus.Counter
 	legacyMessages prometheus.Counter
-	conflicts      prometheus.Counter
-	markedDown     prometheus.Counter
-	deleted        prometheus.Counter
-	groups         prometheus.GaugeFunc
-	// The consistency check's (see consistency.go).
-	familiesDropped *prometheus.CounterVec // reason
-	seriesDropped   *prometheus.CounterVec // reason
-	lag             prometheus.GaugeFunc
-}
-
-// gauges are the functions behind the receiver's gauge funcs.
-type gauges struct {
-	waiting, groups, lag func() float64
 }
 
 func dropReasons() []string {
-	return append(envelope.Reasons(), dropStale, dropFuture, dropSuperseded, dropRejected, dropPublisherNotAllowed, dropJobNotAllowed)
+	return append(append(envelope.Reasons(), output.Reasons()...), dropFuture, dropPublisherNotAllowed, dropJobNotAllowed)
 }
 
-func newMetrics(reg prometheus.Registerer, g gauges) (*metrics, error) {
-	latency := prometheus.ExponentialBuckets(0.005, 2.5, 12) // 5ms .. ~5 min
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		received: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "messages_received_total",
-			Help: "Messages delivered by the stream, including redeliveries.",
+			Help: "Messages delivered by the stream, including redeliveries (not the replay at start).",
+		}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "messages_replayed_total",
+			Help: "Messages re-read at start from the stream's last max_age for the serving output; never acknowledged.",
 		}),
 		acked: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "messages_acked_total",
-			Help: "Deliveries acknowledged (pushed, superseded or dropped); received minus acked is what is in flight or will be delivered again.",
+			Help: "Deliveries acknowledged (taken by the outputs, superseded or dropped); received minus acked is what is in flight or will be delivered again.",
 		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "messages_dropped_total",
-			Help: "Messages acknowledged without being pushed, by reason: a decode reason of the envelope, stale (older than max_age), future (starts more than 30s ahead of the receiver's clock), superseded (a newer scrape of the group was pushed or waits), rejected (the Pushgateway answered 4xx).",
+			Help: "Messages acknowledged without any output having taken them, by reason: a decode reason of the envelope, stale (older than max_age), future (starts more than 30s ahead of the receiver's clock), publisher_not_allowed and job_not_allowed (publishers), superseded (a newer scrape of the group was taken or waits), rejected (the Pushgateway answered 4xx), limit (the serving output is full).",
 		}, []string{"reason"}),
-		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: subsystem, Name: "pushes_total",
-			Help: "Push attempts to the Pushgateway by result (success, rejected: 4xx, error: network or 5xx, retried).",
-		}, []string{"result"}),
-		pushDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: namespace, Subsystem: subsystem, Name: "push_duration_seconds",
-			Help: "Duration of one push request to the Pushgateway.", Buckets: latency,
-		}),
-		delivery: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: namespace, Subsystem: subsystem, Name: "delivery_latency_seconds",
-			Help: "Time from the start of a scrape at the poller to its successful push.", Buckets: latency,
-		}),
 		messageAge: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "message_age_seconds",
-			Help: "Age of a scrape (since its start at the poller) when its message arrives.", Buckets: latency,
+			Help:    "Age of a scrape (since its start at the poller) when its message arrives.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12), // 5ms .. ~5 min
 		}),
-		stripped: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: subsystem, Name: "timestamps_stripped_total",
-			Help: "Samples whose explicit timestamp was removed because the Pushgateway refuses them.",
-		}),
-		renamed: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: subsystem, Name: "labels_renamed_total",
-			Help: "Sample labels renamed to exported_<name> because they had the name of a grouping-key label.",
-		}),
-		unparseable: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: subsystem, Name: "unparseable_scrapes_total",
-			Help: "Scrapes whose body was not a readable exposition; they are pushed as up 0.",
-		}),
-		lastMessage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: namespace, Subsystem: subsystem, Name: "last_push_timestamp_seconds",
-			Help: "Unix time a scrape of each publisher was last pushed to the Pushgateway.",
-		}, []string{"publisher"}),
-		groupsWaiting: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: namespace, Subsystem: subsystem, Name: "groups_waiting",
-			Help: "Groups with a scrape waiting for a push worker; a lasting non-zero value means the Pushgateway does not keep up.",
-		}, g.waiting),
 		ackFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "ack_failures_total",
 			Help: "Acknowledgements that failed (the connection was lost); the server redelivers those messages.",
 		}),
-		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: subsystem, Name: "publisher_conflicts_total",
-			Help: "Scrapes of a group whose previous scrape came from another publisher: without publisher_label, two DCs overwrite each other's group.",
-		}),
-		markedDown: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: subsystem, Name: "groups_marked_down_total",
-			Help: "Groups replaced with up 0 because no scrape of theirs arrived for down_after.",
-		}),
-		deleted: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: subsystem, Name: "groups_deleted_total",
-			Help: "Groups deleted from the Pushgateway because no scrape of theirs arrived for delete_after.",
-		}),
-		groups: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: namespace, Subsystem: subsystem, Name: "groups",
-			Help: "Groups the receiver tracks (pushed, and not yet deleted).",
-		}, g.groups),
 		legacyMessages: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "legacy_messages_total",
 			Help: "Messages in the prometheus-streams 1.0 JSON format (pollers not yet upgraded).",
 		}),
-		familiesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: subsystem, Name: "families_dropped_total",
-			Help: "Metric families left out of a push because the Pushgateway's /metrics could not serve them next to what it holds, by reason: type_clash (another type than the group holding the family gave it), name_clash (a histogram or summary next to a family named like one of its series: _count, _sum, _bucket). The rest of the scrape is pushed.",
-		}, []string{"reason"}),
-		seriesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: subsystem, Name: "series_dropped_total",
-			Help: "Series left out of a push, by reason: duplicate (same name and labels as an earlier series of the scrape, which is kept), invalid (the Pushgateway's /metrics could not serve it: a label name repeated or starting with __, a quantile label on a summary, a value not of the family's type).",
-		}, []string{"reason"}),
-		lag: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: namespace, Subsystem: subsystem, Name: "lag_seconds",
-			Help: "Age (the receiver's clock minus the scrape's start) of the oldest scrape waiting for a push worker, 0 when none waits. Below the scrape interval, the Pushgateway keeps up; approaching max_age, it does not, and scrapes are dropped as stale.",
-		}, g.lag),
 	}
 	for _, r := range dropReasons() {
 		m.dropped.WithLabelValues(r)
 	}
-	for _, r := range []string{pushSuccess, pushRejected, pushError} {
-		m.pushes.WithLabelValues(r)
-	}
-	for _, r := range []string{clashType, clashName} {
-		m.familiesDropped.WithLabelValues(r)
-	}
-	for _, r := range []string{seriesDuplicate, seriesInvalid} {
-		m.seriesDropped.WithLabelValues(r)
-	}
-	for _, c := range []prometheus.Collector{
-		m.received, m.acked, m.dropped, m.pushes, m.pushDuration, m.delivery, m.messageAge,
-		m.stripped, m.renamed, m.unparseable, m.lastMessage, m.groupsWaiting, m.ackFailures, m.legacyMessages,
-		m.conflicts, m.markedDown, m.deleted, m.groups, m.familiesDropped, m.seriesDropped, m.lag,
-	} {
+	for _, c := range []prometheus.Collector{m.received, m.replayed, m.acked, m.dropped, m.messageAge, m.ackFailures, m.legacyMessages} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register receiver metrics: %w", err)
 		}

@@ -1,116 +1,120 @@
 package receiver
 
 import (
-	"bytes"
-	"compress/gzip"
-	"encoding/json"
+	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
-	"slices"
-	"strconv"
-	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
 	"github.com/choria-io/prometheus-streams/embedded"
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/internal/testenv"
-	"github.com/choria-io/prometheus-streams/pushgateway"
+	"github.com/choria-io/prometheus-streams/output"
 	"github.com/choria-io/prometheus-streams/stream"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// env is a real NATS Streaming server, a publisher to inject messages with
-// and a receiver pushing to a real Pushgateway.
-type env struct {
-	nats     *embedded.Streaming
-	pub      *stream.STANPublisher
-	gateway  string
-	receiver *Receiver
-	stop     func() // stops the receiver and waits for Run to return
+// recorder is an output that keeps what it is offered and settles each
+// delivery as told: at once with reason, or never when hold is set (until
+// release).
+type recorder struct {
+	name    string
+	reason  string
+	hold    bool
+	replays bool
+
+	mu      sync.Mutex
+	offered []*envelope.Envelope
+	held    []output.Delivery
 }
 
-func streamOptions(s *embedded.Streaming, client string) stream.STANOptions {
-	return stream.STANOptions{
-		URLs: []string{s.URL()}, ClusterID: s.ClusterID(), ClientID: client, Channel: "prometheus",
-		BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond, PingInterval: 1, PingMaxOut: 3,
+func (r *recorder) Name() string                  { return r.name }
+func (r *recorder) Replays() bool                 { return r.replays }
+func (r *recorder) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+
+func (r *recorder) Offer(env *envelope.Envelope, d output.Delivery) {
+	r.mu.Lock()
+	r.offered = append(r.offered, env)
+	if r.hold {
+		r.held = append(r.held, d)
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	d.Done(r.reason, nil)
+}
+
+// instances returns the instances offered, in order.
+func (r *recorder) instances() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, e := range r.offered {
+		out = append(out, e.Instance)
+	}
+	return out
+}
+
+// release settles every held delivery with reason.
+func (r *recorder) release(reason string) {
+	r.mu.Lock()
+	held := r.held
+	r.held = nil
+	r.mu.Unlock()
+	for _, d := range held {
+		d.Done(reason, nil)
 	}
 }
 
-func startGateway(t *testing.T, listen string) *embedded.Pushgateway {
-	t.Helper()
-	return testenv.Pushgateway(t, embedded.PushgatewayOptions{Listen: listen})
+// bench is a real NATS Streaming server and a publisher on its channel.
+type bench struct {
+	nats *embedded.Streaming
+	pub  *stream.STANPublisher
 }
 
-// newEnv starts everything; gatewayURL "" starts an embedded Pushgateway.
-func newEnv(t *testing.T, opts Options, gatewayURL string) *env {
+func newBench(t *testing.T) *bench {
 	t.Helper()
-	return newEnvWith(t, opts, gatewayURL, envSettings{})
-}
-
-// envSettings adjusts newEnvWith; zero values take newEnv's choices.
-type envSettings struct {
-	logger  *slog.Logger  // the receiver's; nil discards
-	ackWait time.Duration // the subscription's redelivery timeout
-	timeout time.Duration // the Pushgateway client's; default 1s
-}
-
-// newEnvWith is newEnv with the settings of es.
-func newEnvWith(t *testing.T, opts Options, gatewayURL string, es envSettings) *env {
-	t.Helper()
-	if es.timeout == 0 {
-		es.timeout = time.Second
-	}
-	s := testenv.Streaming(t, embedded.StreamingOptions{})
-	e := &env{nats: s, gateway: gatewayURL}
-	if e.gateway == "" {
-		e.gateway = startGateway(t, "").URL()
-	}
+	b := &bench{nats: testenv.Streaming(t, embedded.StreamingOptions{})}
 	var err error
-	e.pub, err = stream.NewSTANPublisher(streamOptions(s, "test-publisher"), nil, prometheus.NewRegistry())
+	b.pub, err = stream.NewSTANPublisher(b.options("publisher"), nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	testenv.Run(t, e.pub.Run)
-	<-e.pub.Ready()
-
-	client, err := pushgateway.New(pushgateway.Options{URL: e.gateway, Timeout: es.timeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(client.CloseIdleConnections)
-	so := streamOptions(s, "receiver")
-	so.AckWait = es.ackWait
-	sub, err := stream.NewSTANSubscriber(so, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if opts.MaxAge == 0 {
-		opts.MaxAge = time.Minute
-	}
-	opts.RetryMin, opts.RetryMax = 10*time.Millisecond, 50*time.Millisecond
-	e.receiver, err = New(opts, sub, client, es.logger, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.stop = testenv.Run(t, e.receiver.Run)
-	return e
+	testenv.Run(t, b.pub.Run)
+	<-b.pub.Ready()
+	return b
 }
 
-// publish sends raw message bytes and waits for the stream's ack.
-func (e *env) publish(t *testing.T, msg []byte) {
+func (b *bench) options(client string) stream.STANOptions {
+	return stream.STANOptions{
+		URLs: []string{b.nats.URL()}, ClusterID: b.nats.ClusterID(), ClientID: client, Channel: "prometheus",
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
+	}
+}
+
+// publish sends a scrape of node/instance started at start.
+func (b *bench) publish(t *testing.T, instance string, start time.Time) {
+	t.Helper()
+	msg, err := envelope.Append(nil, &envelope.Envelope{
+		Job: "node", Instance: instance, Publisher: "dc1", ScrapeStart: start,
+		Outcome: envelope.OutcomeSuccess, Codec: envelope.CodecSnappy, Payload: envelope.Compress(nil, []byte("v 1\n")),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.publishRaw(t, msg)
+}
+
+func (b *bench) publishRaw(t *testing.T, msg []byte) {
 	t.Helper()
 	done := make(chan error, 1)
-	if err := e.pub.Publish("k", msg, func(err error) { done <- err }); err != nil {
+	if err := b.pub.Publish("k", msg, func(err error) { done <- err }); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {
@@ -118,323 +122,119 @@ func (e *env) publish(t *testing.T, msg []byte) {
 	}
 }
 
-// scrape encodes a scrape of job/instance by publisher dc1.
-func scrape(t *testing.T, job, instance string, start time.Time, contentType string, body []byte) []byte {
+// start runs a receiver with the durable "receiver" into outs; stop ends
+// it and waits.
+func (b *bench) start(t *testing.T, opts Options, outs ...output.Output) (r *Receiver, stop func()) {
 	t.Helper()
-	e := &envelope.Envelope{
-		Job: job, Instance: instance, Publisher: "dc1", ScrapeStart: start,
-		ScrapeDuration: 12 * time.Millisecond, Outcome: envelope.OutcomeSuccess, ContentType: contentType, Codec: envelope.CodecSnappy,
-	}
-	if body == nil {
-		e.Outcome, e.Error = envelope.OutcomeFailure, "Get \"http://x/metrics\": connection refused"
-	} else {
-		e.Payload = envelope.Compress(nil, body)
-	}
-	msg, err := envelope.Append(nil, e)
+	sub, err := stream.NewSTANSubscriber(b.options("receiver"), nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return msg
+	if opts.MaxAge == 0 {
+		opts.MaxAge = time.Minute
+	}
+	r, err = New(opts, sub, outs, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, testenv.Run(t, r.Run)
 }
 
-// waitGateway polls the Pushgateway's /metrics until name with the labels
-// has the value want.
-func (e *env) waitGateway(t *testing.T, name string, labels map[string]string, want float64) {
-	t.Helper()
-	testenv.WaitFor(t, fmt.Sprintf("%s%v = %v in the Pushgateway", name, labels, want), 10*time.Second, func() bool {
-		fams, err := testenv.Families(e.gateway + "/metrics")
-		if err != nil {
-			return false
-		}
-		v, ok := testenv.Value(fams, name, labels)
-		return ok && v == want
+func TestAckedOnceEveryOutputSettled(t *testing.T) {
+	b := newBench(t)
+	push := &recorder{name: "push", hold: true}
+	serve := &recorder{name: "serve"}
+	r, _ := b.start(t, Options{}, push, serve)
+	b.publish(t, "a", time.Now())
+	testenv.WaitFor(t, "both outputs to be offered the scrape", 5*time.Second, func() bool {
+		return len(push.instances()) == 1 && len(serve.instances()) == 1
 	})
+	if n := testutil.ToFloat64(r.metrics.acked); n != 0 {
+		t.Fatalf("acknowledged while the push output still has the scrape (acked %v)", n)
+	}
+	push.release(output.ReasonRejected)
+	testenv.WaitFor(t, "the message to be acknowledged", 5*time.Second, func() bool { return testutil.ToFloat64(r.metrics.acked) == 1 })
+	// The serving output took it: not a drop, though the Pushgateway refused it.
+	if n := testutil.ToFloat64(r.metrics.dropped.WithLabelValues(output.ReasonRejected)); n != 0 {
+		t.Errorf("counted as dropped (%v) though an output took it", n)
+	}
 }
 
-func TestPushesScrapesWithUpAndGroupLabels(t *testing.T) {
-	e := newEnv(t, Options{PublisherLabel: true}, "")
+func TestDroppedWhenNoOutputTookIt(t *testing.T) {
+	b := newBench(t)
+	r, _ := b.start(t, Options{}, &recorder{name: "push", reason: output.ReasonSuperseded}, &recorder{name: "serve", reason: output.ReasonLimit})
+	b.publish(t, "a", time.Now())
+	testenv.WaitFor(t, "the drop to be counted under the first reason", 5*time.Second, func() bool {
+		return testutil.ToFloat64(r.metrics.dropped.WithLabelValues(output.ReasonSuperseded)) == 1 && testutil.ToFloat64(r.metrics.acked) == 1
+	})
+	if n := testutil.ToFloat64(r.metrics.dropped.WithLabelValues(output.ReasonLimit)); n != 0 {
+		t.Errorf("one message counted twice (limit %v)", n)
+	}
+}
+
+func TestRefusedScrapesReachNoOutput(t *testing.T) {
+	b := newBench(t)
+	out := &recorder{name: "push"}
+	r, _ := b.start(t, Options{MaxAge: time.Minute, Publishers: map[string][]string{"dc1": {"app"}}}, out)
 	now := time.Now()
-	e.publish(t, scrape(t, "node", "host1:9100", now, testenv.TextContentType, testenv.Sample(t, "node_exporter.prom")))
-	e.publish(t, scrape(t, "node", "host2:9100", now, testenv.ProtoContentType, testenv.Sample(t, "node_exporter.pb")))
-	e.publish(t, scrape(t, "node", "host3:9100", now, "", nil)) // a failed scrape
-
-	for inst, sample := range map[string]struct{ file, contentType string }{
-		"host1:9100": {"node_exporter.prom", testenv.TextContentType},
-		"host2:9100": {"node_exporter.pb", testenv.ProtoContentType},
-	} {
-		labels := map[string]string{"job": "node", "instance": inst, "publisher": "dc1"}
-		e.waitGateway(t, "up", labels, 1)
-		e.waitGateway(t, "scrape_duration_seconds", labels, 0.012)
-		// A real node exporter series arrives with its value and the group's labels.
-		fams, err := parse(sample.contentType, testenv.Sample(t, sample.file))
-		if err != nil {
-			t.Fatal(err)
+	b.publishRaw(t, []byte("not an envelope"))
+	b.publish(t, "stale", now.Add(-2*time.Minute))
+	b.publish(t, "future", now.Add(time.Hour))
+	b.publish(t, "wrong-job", now) // dc1 may write app only
+	want := map[string]float64{"bad_magic": 1, output.ReasonStale: 1, dropFuture: 1, dropJobNotAllowed: 1}
+	testenv.WaitFor(t, "every refusal counted and acknowledged", 5*time.Second, func() bool {
+		for reason, n := range want {
+			if testutil.ToFloat64(r.metrics.dropped.WithLabelValues(reason)) != n {
+				return false
+			}
 		}
-		want := fams[slices.IndexFunc(fams, func(f *dto.MetricFamily) bool { return f.GetName() == "node_boot_time_seconds" })]
-		e.waitGateway(t, "node_boot_time_seconds", labels, want.GetMetric()[0].GetGauge().GetValue())
-	}
-	e.waitGateway(t, "up", map[string]string{"job": "node", "instance": "host3:9100", "publisher": "dc1"}, 0)
-	testenv.WaitFor(t, "3 successful pushes counted", 5*time.Second, func() bool {
-		return testutil.ToFloat64(e.receiver.metrics.pushes.WithLabelValues(pushSuccess)) == 3
+		return testutil.ToFloat64(r.metrics.acked) == 4
 	})
-	if v := testutil.ToFloat64(e.receiver.metrics.lastMessage.WithLabelValues("dc1")); v < float64(now.Unix()) {
-		t.Fatalf("last_push_timestamp_seconds{publisher=dc1} = %v", v)
+	if got := out.instances(); len(got) != 0 {
+		t.Errorf("refused scrapes reached the output: %v", got)
 	}
 }
 
-func TestDropsAndAcksBadMessagesWhileGoodOnesFlow(t *testing.T) {
-	e := newEnv(t, Options{MaxAge: 30 * time.Second}, "")
-	bad := []struct {
-		name, reason string
-		msg          []byte
-	}{
-		{"empty", "empty", []byte{}},
-		{"nul", "bad_magic", []byte{0}},
-		{"text", "bad_magic", []byte("hello world")},
-		{"json garbage", "legacy_json", []byte(`{"job": [1,2`)},
-		{"stale", dropStale, scrape(t, "node", "old", time.Now().Add(-time.Hour), testenv.TextContentType, []byte("a 1\n"))},
-		{"future", dropFuture, scrape(t, "node", "good", time.Now().Add(time.Hour), testenv.TextContentType, []byte("metric_a 9\n"))},
-		{"protobuf frame claiming 2 GiB", "", scrape(t, "node", "pb", time.Now(), testenv.ProtoContentType, []byte{0x80, 0x80, 0x80, 0x80, 0x08, 1})},
-		{"corrupt body", "corrupt_body", func() []byte {
-			m := scrape(t, "node", "corrupt", time.Now(), testenv.TextContentType, bytes.Repeat([]byte("metric_a 1\n"), 100))
-			m[len(m)-3] ^= 0xff
-			m[len(m)-5] ^= 0xff
-			return m
-		}()},
-	}
-	for _, b := range bad {
-		e.publish(t, b.msg)
-	}
-	e.publish(t, scrape(t, "node", "good", time.Now(), testenv.TextContentType, []byte("metric_a 1\n")))
-	e.waitGateway(t, "metric_a", map[string]string{"job": "node", "instance": "good"}, 1)
-	// The hostile protobuf body is a scrape that could not be read: up 0.
-	e.waitGateway(t, "up", map[string]string{"job": "node", "instance": "pb"}, 0)
-	for _, b := range bad {
-		if b.reason == "" {
-			continue
-		}
-		t.Run(b.name, func(t *testing.T) {
-			testenv.WaitFor(t, "drop reason "+b.reason, 5*time.Second, func() bool {
-				return testutil.ToFloat64(e.receiver.metrics.dropped.WithLabelValues(b.reason)) >= 1
-			})
-		})
-	}
-	// Every bad message was acknowledged, so none loops. (A reconnect on a
-	// loaded machine may deliver one again before its ack; then that
-	// delivery is acknowledged too.) The future one did not hold back the
-	// group's real scrape either.
-	m := e.receiver.metrics
-	testenv.WaitFor(t, "every delivery acknowledged", 5*time.Second, func() bool {
-		received := testutil.ToFloat64(m.received)
-		return received >= float64(len(bad)+1) && testutil.ToFloat64(m.acked) == received
-	})
-}
-
-func TestStripsTimestampsAndPushesUnparseableAsDown(t *testing.T) {
-	e := newEnv(t, Options{}, "")
+// A restarted receiver replays the last max_age to the outputs that hold
+// scrapes, without acknowledging or re-delivering anything to the others.
+func TestReplayAtStartFeedsOnlyTheOutputsThatReplay(t *testing.T) {
+	b := newBench(t)
 	now := time.Now()
-	e.publish(t, scrape(t, "app", "ts", now, testenv.TextContentType, []byte("# TYPE requests_total counter\nrequests_total 7 1700000000000\nother{job=\"inner\",instance=\"x\"} 2\n")))
-	e.publish(t, scrape(t, "app", "garbage", now, testenv.TextContentType, []byte("<html>this is not an exposition</html>\n")))
-	e.waitGateway(t, "requests_total", map[string]string{"job": "app", "instance": "ts"}, 7)
-	e.waitGateway(t, "up", map[string]string{"job": "app", "instance": "ts"}, 1)
-	// Labels named like the grouping key's are kept as exported_*, as
-	// Prometheus keeps them with honor_labels off.
-	e.waitGateway(t, "other", map[string]string{"job": "app", "instance": "ts", "exported_job": "inner", "exported_instance": "x"}, 2)
-	e.waitGateway(t, "up", map[string]string{"job": "app", "instance": "garbage"}, 0)
-	if n := testutil.ToFloat64(e.receiver.metrics.stripped); n != 1 {
-		t.Fatalf("timestamps_stripped_total = %v, want 1", n)
+	first := &recorder{name: "push"}
+	r, stop := b.start(t, Options{}, first)
+	for i := range 5 {
+		b.publish(t, fmt.Sprint("i", i), now.Add(time.Duration(i)*time.Millisecond))
 	}
-	if n := testutil.ToFloat64(e.receiver.metrics.unparseable); n != 1 {
-		t.Fatalf("unparseable_scrapes_total = %v, want 1", n)
-	}
-}
+	testenv.WaitFor(t, "the first receiver to take every scrape", 5*time.Second, func() bool { return testutil.ToFloat64(r.metrics.acked) == 5 })
+	stop()
 
-func TestRefusedPushIsAckedNotRetried(t *testing.T) {
-	e := newEnv(t, Options{}, "")
-	now := time.Now()
-	// A first push: once it is there, the receiver has read what the
-	// Pushgateway held at its start.
-	e.publish(t, scrape(t, "warmup", "1", now, testenv.TextContentType, []byte("w 1\n")))
-	e.waitGateway(t, "w", map[string]string{"job": "warmup"}, 1)
-	// A clash the receiver's own check cannot know of: pushed by someone
-	// else after its start. The Pushgateway's consistency check answers 400.
-	client, err := pushgateway.New(pushgateway.Options{URL: e.gateway})
-	if err != nil {
-		t.Fatal(err)
+	push := &recorder{name: "push"}
+	serve := &recorder{name: "serve", replays: true}
+	r, _ = b.start(t, Options{}, push, serve)
+	testenv.WaitFor(t, "the replay to offer every scrape of the window", 5*time.Second, func() bool { return len(serve.instances()) == 5 })
+	if got := fmt.Sprint(serve.instances()); got != "[i0 i1 i2 i3 i4]" {
+		t.Errorf("replayed %s, want every scrape in order", got)
 	}
-	t.Cleanup(client.CloseIdleConnections)
-	if err := client.Push(t.Context(), pushgateway.GroupingKey{Job: "other"}, testenv.TextContentType, []byte("# TYPE clash counter\nclash 1\n")); err != nil {
-		t.Fatal(err)
-	}
-	e.publish(t, scrape(t, "b", "1", now, testenv.TextContentType, []byte("# TYPE clash gauge\nclash 2\n")))
-	testenv.WaitFor(t, "the clash to be refused and dropped", 5*time.Second, func() bool {
-		return testutil.ToFloat64(e.receiver.metrics.dropped.WithLabelValues(dropRejected)) == 1
+	b.publish(t, "new", now.Add(time.Second))
+	testenv.WaitFor(t, "the durable to deliver the new scrape to both", 5*time.Second, func() bool {
+		return len(push.instances()) == 1 && len(serve.instances()) == 6
 	})
-	if n := testutil.ToFloat64(e.receiver.metrics.pushes.WithLabelValues(pushRejected)); n != 1 {
-		t.Fatalf("rejected pushes = %v, want exactly 1 (never retried)", n)
+	if got := push.instances(); got[0] != "new" {
+		t.Errorf("the push output got %v, want only the new scrape", got)
 	}
-	// Refused: the group's reservation is released.
-	if _, groups := e.receiver.book.size(); groups != 1 {
-		t.Fatalf("the book has %d groups, want 1 (warmup)", groups)
+	if n := testutil.ToFloat64(r.metrics.replayed); n != 5 {
+		t.Errorf("replayed counted %v, want 5", n)
 	}
-}
-
-func TestRetriesUntilThePushgatewayIsUp(t *testing.T) {
-	addr := testenv.FreeAddr(t)
-	e := newEnv(t, Options{}, "http://"+addr)
-	e.publish(t, scrape(t, "node", "n1", time.Now(), testenv.TextContentType, []byte("metric_b 3\n")))
-	testenv.WaitFor(t, "failed push attempts", 5*time.Second, func() bool {
-		return testutil.ToFloat64(e.receiver.metrics.pushes.WithLabelValues(pushError)) >= 2
-	})
-	startGateway(t, addr)
-	e.waitGateway(t, "metric_b", map[string]string{"job": "node", "instance": "n1"}, 3)
-}
-
-func TestAcceptsTheLegacyFormat(t *testing.T) {
-	e := newEnv(t, Options{PublisherLabel: true}, "")
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	_, _ = zw.Write([]byte("legacy_metric 42\n"))
-	_ = zw.Close()
-	msg, err := json.Marshal(map[string]any{
-		"job": "choria", "instance": "choria1", "publisher": "USDC1",
-		"time": time.Now().Unix(), "scrape": gz.Bytes(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.publish(t, msg)
-	e.waitGateway(t, "legacy_metric", map[string]string{"job": "choria", "instance": "choria1", "publisher": "USDC1"}, 42)
-	if n := testutil.ToFloat64(e.receiver.metrics.legacyMessages); n != 1 {
-		t.Fatalf("legacy_messages_total = %v", n)
+	if n := testutil.ToFloat64(r.metrics.acked); n != 1 {
+		t.Errorf("acked %v, want only the durable's delivery", n)
 	}
 }
 
-func TestOnlyTheNewestScrapeOfAGroupIsPushed(t *testing.T) {
-	// Publish a burst for one group before the receiver can push them all:
-	// what the Pushgateway ends with is the newest, and the older ones are
-	// superseded, not pushed one after the other.
-	e := newEnv(t, Options{Concurrency: 1}, "")
-	start := time.Now()
-	const n = 50
-	for i := 1; i <= n; i++ {
-		e.publish(t, scrape(t, "burst", "b", start.Add(time.Duration(i)*time.Millisecond), testenv.TextContentType,
-			[]byte("seq "+strconv.Itoa(i)+"\n")))
+func TestNewNeedsAnOutput(t *testing.T) {
+	if _, err := New(Options{MaxAge: time.Minute}, nil, nil, nil, prometheus.NewRegistry()); err == nil {
+		t.Error("no output accepted")
 	}
-	e.waitGateway(t, "seq", map[string]string{"job": "burst"}, n)
-	m := e.receiver.metrics
-	defer func() {
-		if t.Failed() {
-			t.Logf("received %v, acked %v, pushed %v, push errors %v, rejected %v, superseded %v, stale %v, ack failures %v",
-				testutil.ToFloat64(m.received), testutil.ToFloat64(m.acked), testutil.ToFloat64(m.pushes.WithLabelValues(pushSuccess)),
-				testutil.ToFloat64(m.pushes.WithLabelValues(pushError)), testutil.ToFloat64(m.pushes.WithLabelValues(pushRejected)),
-				testutil.ToFloat64(m.dropped.WithLabelValues(dropSuperseded)), testutil.ToFloat64(m.dropped.WithLabelValues(dropStale)),
-				testutil.ToFloat64(m.ackFailures))
-		}
-	}()
-	// Every delivery is acknowledged, redeliveries included (the server
-	// delivers unacknowledged messages again after a reconnect, which a
-	// loaded machine can cause): pushed with the scrape, or superseded.
-	testenv.WaitFor(t, "every message acked", 5*time.Second, func() bool {
-		received := testutil.ToFloat64(m.received)
-		return received >= n && testutil.ToFloat64(m.acked) == received
-	})
-	if got := testutil.ToFloat64(m.dropped.WithLabelValues(dropStale)) + testutil.ToFloat64(m.pushes.WithLabelValues(pushRejected)); got != 0 {
-		t.Fatalf("%v scrapes of the burst were dropped as stale or refused", got)
-	}
-	if pushed := testutil.ToFloat64(e.receiver.metrics.pushes.WithLabelValues(pushSuccess)); pushed == n {
-		t.Logf("all %d scrapes were pushed: the receiver kept up with the burst", n)
-	}
-}
-
-func TestShutdownTakesOnePushAtMost(t *testing.T) {
-	// A Pushgateway that never answers, 10 groups queued behind 1 worker:
-	// stopping must not work through the queue, one timed-out push at most.
-	hang := make(chan struct{})
-	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		select {
-		case <-hang:
-		case <-r.Context().Done():
-		}
-	}))
-	defer gw.Close()
-	defer close(hang)
-	e := newEnv(t, Options{Concurrency: 1, PushTimeout: 200 * time.Millisecond}, gw.URL)
-	for i := range 10 {
-		e.publish(t, scrape(t, "j", strconv.Itoa(i), time.Now(), testenv.TextContentType, []byte("m 1\n")))
-	}
-	testenv.WaitFor(t, "groups queued behind the hung push", 5*time.Second, func() bool { return e.receiver.sched.waiting() >= 5 })
-	start := time.Now()
-	e.stop()
-	if took := time.Since(start); took > 2*time.Second {
-		t.Fatalf("Run took %v to return with 10 groups queued; want about one push timeout (200ms)", took)
-	}
-	if n := testutil.ToFloat64(e.receiver.metrics.pushes.WithLabelValues(pushSuccess)); n != 0 {
-		t.Fatalf("%v pushes succeeded against a hung Pushgateway", n)
-	}
-
-	// Nothing was acknowledged: a receiver started again with the same
-	// client ID (its durable) and a working Pushgateway pushes all 10.
-	gw2 := startGateway(t, "")
-	client, err := pushgateway.New(pushgateway.Options{URL: gw2.URL(), Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(client.CloseIdleConnections)
-	sub, err := stream.NewSTANSubscriber(streamOptions(e.nats, "receiver"), nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, err := New(Options{MaxAge: time.Minute}, sub, client, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.Run(t, again.Run)
-	e.gateway = gw2.URL()
-	for i := range 10 {
-		e.waitGateway(t, "m", map[string]string{"job": "j", "instance": strconv.Itoa(i)}, 1)
-	}
-}
-
-func TestGivesUpWhenTheScrapeOutlivesMaxAge(t *testing.T) {
-	addr := testenv.FreeAddr(t)
-	e := newEnv(t, Options{MaxAge: 300 * time.Millisecond}, "http://"+addr)
-	e.publish(t, scrape(t, "node", "n1", time.Now(), testenv.TextContentType, []byte("metric_c 1\n")))
-	testenv.WaitFor(t, "the scrape to be dropped as stale after failed pushes", 5*time.Second, func() bool {
-		return testutil.ToFloat64(e.receiver.metrics.dropped.WithLabelValues(dropStale)) == 1
-	})
-	if n := testutil.ToFloat64(e.receiver.metrics.pushes.WithLabelValues(pushError)); n < 1 {
-		t.Fatalf("failed push attempts = %v before giving up", n)
-	}
-}
-
-// republish returns msg with its publisher replaced.
-func republish(t *testing.T, msg []byte, publisher string) []byte {
-	t.Helper()
-	env, err := envelope.Decode(msg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.Publisher = publisher
-	out, err := envelope.Append(nil, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func TestHostileInputDoesNotFloodTheLog(t *testing.T) {
-	var logs testenv.SyncBuffer
-	e := newEnvWith(t, Options{}, "", envSettings{logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
-	const n = 50
-	for range n {
-		e.publish(t, []byte("garbage that is not an envelope"))
-	}
-	testenv.WaitFor(t, "every bad message dropped", 5*time.Second, func() bool {
-		return testutil.ToFloat64(e.receiver.metrics.dropped.WithLabelValues("bad_magic")) == n
-	})
-	if lines := strings.Count(logs.String(), "message dropped"); lines != 1 {
-		t.Fatalf("%d log lines for %d bad messages of one reason, want 1 a minute:\n%s", lines, n, logs.String())
+	if _, err := New(Options{}, nil, []output.Output{&recorder{}}, nil, prometheus.NewRegistry()); err == nil {
+		t.Error("a zero max_age accepted")
 	}
 }

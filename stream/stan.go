@@ -121,6 +121,9 @@ type connection struct {
 	mu    sync.Mutex
 	conn  stan.Conn
 	ready chan struct{} // closed while conn != nil
+	// down is closed when conn is dropped, so work done on one connection
+	// (a replay) learns that it is gone; nil while conn == nil.
+	down chan struct{}
 }
 
 func newConnection(opts STANOptions, role string, logger *slog.Logger, reg prometheus.Registerer) (*connection, error) {
@@ -156,17 +159,29 @@ func (c *connection) readyChan() <-chan struct{} {
 	return c.ready
 }
 
+// session returns the live connection and a channel that is closed when
+// that connection is dropped, or nil and the channel that is closed once
+// one is up. Returning them together is what makes the pair consistent.
+func (c *connection) session() (sc stan.Conn, down, ready <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn, c.down, c.ready
+}
+
 func (c *connection) set(sc stan.Conn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if sc != nil {
 		c.conn = sc
+		c.down = make(chan struct{})
 		close(c.ready)
 		c.metrics.connected.Set(1)
 		return
 	}
 	if c.conn != nil {
 		c.conn = nil
+		close(c.down)
+		c.down = nil
 		c.ready = make(chan struct{})
 	}
 	c.metrics.connected.Set(0)

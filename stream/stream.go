@@ -7,6 +7,7 @@ package stream
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // ErrNotConnected is returned by Publish while no connection to the stream is
@@ -20,6 +21,10 @@ var ErrAckTimeout = errors.New("stream: publish not acknowledged in time")
 // ErrConnectionClosed is passed to a publish's done callback when the
 // connection closed before the acknowledgement arrived.
 var ErrConnectionClosed = errors.New("stream: connection closed")
+
+// ErrReplayCutShort is wrapped by the error of a Replay that could not catch
+// up, such as when the connection was lost; what it passed on stands.
+var ErrReplayCutShort = errors.New("stream: replay cut short")
 
 // Publisher publishes messages and reports the server's acknowledgement.
 //
@@ -66,4 +71,29 @@ type Subscriber interface {
 	// connection or the server's state is lost. It returns nil when ctx ends.
 	// Closing keeps the durable subscription on the server.
 	Subscribe(ctx context.Context, h Handler) error
+}
+
+// Replayer re-reads what a stream still holds of its recent past, for a
+// consumer that keeps state in memory and must rebuild it after a start
+// without waiting for new traffic.
+type Replayer interface {
+	// Replay calls h for every message the stream stored during the last
+	// window, in the stream's order, and returns nil once it has caught up:
+	// h has seen every message of the window that the stream held when
+	// Replay began (each implementation states precisely how it tells).
+	// The messages come from a subscription of Replay's own, which is not
+	// durable and touches no durable subscription's position; their Ack
+	// does nothing and returns nil, Redelivered is false, and no message
+	// is passed twice.
+	//
+	// h is called from the goroutine that called Replay, one message at a
+	// time, and never after Replay returned. While h runs no further
+	// message is read, so the memory a replay holds stays bounded. Replay
+	// may run while Subscribe runs on the same value, and waits for the
+	// connection Subscribe establishes. It returns nil when ctx is done
+	// (also before that connection was up), and an error when the
+	// connection was lost before it caught up; the messages passed until
+	// then stand; the error wraps ErrReplayCutShort. A window of zero or
+	// less replays nothing.
+	Replay(ctx context.Context, window time.Duration, h Handler) error
 }

@@ -21,7 +21,8 @@ func newCheckConfigCmd(g *globalFlags) *cobra.Command {
 		Short: "Validate the configuration file and print the resolved targets",
 		Long: "Validate the configuration file for the roles given with --role (default: every role whose " +
 			"sections the file has) and print the resolved targets, those of the file_sd files read once included, " +
-			"and the file_sd entries a poller would refuse. Exit status 1 names the offending key and line; " +
+			"and the file_sd entries a poller would refuse; for the receiver, print its resolved push_gateway and serve " +
+			"settings. Exit status 1 names the offending key and line; " +
 			"refused file_sd entries do not change it, as a running poller skips them and scrapes the rest.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -60,8 +61,7 @@ func newCheckConfigCmd(g *globalFlags) *cobra.Command {
 				}
 			}
 			if slices.Contains(want, config.RoleReceiver) {
-				fmt.Fprintf(out, "receiver: client_id (durable) %s, push_gateway %s, publisher_label %v, max_age %s\n",
-					cfg.ClientID(config.RoleReceiver), redact(cfg.PushGateway.URL), cfg.PushGateway.PublisherLabel, cfg.MaxAge)
+				printReceiver(out, cfg)
 			}
 			return nil
 		},
@@ -96,6 +96,35 @@ func printTargets(out io.Writer, cfg *config.Config) error {
 		fmt.Fprintf(out, "file_sd: refused (%s): %v\n", r.Reason, r)
 	}
 	return nil
+}
+
+// printReceiver prints the receiver's resolved settings: its stream, then
+// each output, push_gateway and serve_targets, with "none" or "false" for
+// one it does not use, so that a serve section that was never enabled
+// shows.
+func printReceiver(out io.Writer, cfg *config.Config) {
+	fmt.Fprintf(out, "receiver: client_id (durable) %s, max_age %s\n", cfg.ClientID(config.RoleReceiver), cfg.MaxAge)
+	if pg := cfg.PushGateway; pg != nil {
+		fmt.Fprintf(out, "receiver: push_gateway %s, publisher_label %v\n", redact(pg.URL), pg.PublisherLabel)
+	} else {
+		fmt.Fprintln(out, "receiver: push_gateway none")
+	}
+	s := cfg.Serve
+	if !cfg.ServeTargets || s == nil {
+		fmt.Fprintln(out, "receiver: serve_targets false")
+		return
+	}
+	address := s.Address
+	if address == "" {
+		address = "(the Host of each /sd request)"
+	}
+	label := "false"
+	if s.PublisherLabel {
+		label = "true (" + s.PublisherLabelName + ")"
+	}
+	fmt.Fprintf(out, "receiver: serve_targets true, /sd on the monitor endpoint %s, address %s, publisher_label %s, "+
+		"delete_after %s, max_groups %d, max_bytes %s, max_concurrent_scrapes %d, write_timeout %s\n",
+		cfg.MonitorAddress(), address, label, s.DeleteAfter, s.MaxGroups, s.MaxBytes, s.MaxConcurrentScrapes, s.WriteTimeout)
 }
 
 // redact hides a password in a URL's user info, so check-config output can

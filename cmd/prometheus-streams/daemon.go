@@ -18,6 +18,9 @@ import (
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/internal/monitor"
 	"github.com/choria-io/prometheus-streams/internal/reload"
+	"github.com/choria-io/prometheus-streams/output"
+	"github.com/choria-io/prometheus-streams/output/push"
+	"github.com/choria-io/prometheus-streams/output/serve"
 	"github.com/choria-io/prometheus-streams/poller"
 	"github.com/choria-io/prometheus-streams/pushgateway"
 	"github.com/choria-io/prometheus-streams/receiver"
@@ -67,8 +70,8 @@ func newDaemonCmd(g *globalFlags, role, short string) *cobra.Command {
 			}
 			d.background = append(d.background, func(ctx context.Context) error { return reloader.Run(ctx, g.hup) })
 			if cfg.MonitorPort > 0 {
-				mon, err := monitor.New(cfg.MonitorAddress(), cfg.MonitorWebConfig, reg, d.ready, logger,
-					monitor.WithPprof(cfg.MonitorPprof), monitor.WithReload(reloader.Reload))
+				opts := append([]monitor.Option{monitor.WithPprof(cfg.MonitorPprof), monitor.WithReload(reloader.Reload)}, d.monitorOptions...)
+				mon, err := monitor.New(cfg.MonitorAddress(), cfg.MonitorWebConfig, reg, d.ready, logger, opts...)
 				if err != nil {
 					return err
 				}
@@ -105,6 +108,8 @@ type daemon struct {
 	ready      func() bool
 	monitors   []*monitor.Server
 	applier    reload.Applier // what a reload applies to
+	// monitorOptions add the role's own endpoints to the monitor.
+	monitorOptions []monitor.Option
 }
 
 // run starts everything and shuts down in order once ctx is done: the
@@ -241,6 +246,44 @@ func buildReceiver(cfg *config.Config, logger *slog.Logger, reg prometheus.Regis
 	if err != nil {
 		return nil, err
 	}
+	var (
+		outs     []output.Output
+		applier  = reload.Receiver{}
+		handlers []monitor.Option
+	)
+	if cfg.PushGateway != nil {
+		pushOut, err := buildPushOutput(cfg, logger, reg)
+		if err != nil {
+			return nil, err
+		}
+		outs, applier.Push = append(outs, pushOut), pushOut
+	}
+	if cfg.ServeTargets {
+		serveOut, err := buildServeOutput(cfg, logger, reg)
+		if err != nil {
+			return nil, err
+		}
+		outs, applier.Serve = append(outs, serveOut), serveOut
+		handlers = append(handlers,
+			monitor.WithHandler("GET "+serve.SDPath, serveOut.SDHandler()),
+			monitor.WithHandler("GET "+serve.ScrapePath, serveOut.ScrapeHandler()))
+	}
+	r, err := receiver.New(receiver.Options{
+		MaxAge:     time.Duration(cfg.MaxAge),
+		Publishers: cfg.Publishers,
+	}, sub, outs, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	applier.Receiver = r
+	// The receiver owns its subscription's lifetime (it acknowledges
+	// what the outputs settle during shutdown before closing it), so there
+	// is no separate conn.
+	return &daemon{work: r.Run, ready: sub.Connected, applier: applier, monitorOptions: handlers}, nil
+}
+
+// buildPushOutput builds the Pushgateway output of push_gateway.
+func buildPushOutput(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*push.Output, error) {
 	pg := cfg.PushGateway
 	hc, err := pushgatewayHTTPClient(pg)
 	if err != nil {
@@ -255,7 +298,7 @@ func buildReceiver(cfg *config.Config, logger *slog.Logger, reg prometheus.Regis
 	if err != nil {
 		return nil, fmt.Errorf("push_gateway: %w", err)
 	}
-	r, err := receiver.New(receiver.Options{
+	return push.New(push.Options{
 		MaxAge:             time.Duration(cfg.MaxAge),
 		BodyLimit:          int64(cfg.BodySizeLimit),
 		Concurrency:        pg.Concurrency,
@@ -264,12 +307,28 @@ func buildReceiver(cfg *config.Config, logger *slog.Logger, reg prometheus.Regis
 		PushTimeout:        time.Duration(pg.Timeout),
 		DownAfter:          time.Duration(pg.DownAfter),
 		DeleteAfter:        time.Duration(pg.DeleteAfter),
-		Publishers:         cfg.Publishers,
-	}, sub, client, logger, reg)
+	}, client, logger, reg)
+}
+
+// buildServeOutput builds the target-serving output of serve_targets. Its
+// handlers go on the monitor endpoint, whose scheme /sd announces.
+func buildServeOutput(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*serve.Output, error) {
+	scheme, err := monitor.Scheme(cfg.MonitorWebConfig)
 	if err != nil {
 		return nil, err
 	}
-	// The receiver owns its subscription's lifetime (it acknowledges
-	// in-flight pushes before closing it), so there is no separate conn.
-	return &daemon{work: r.Run, ready: sub.Connected, applier: reload.Receiver{Receiver: r}}, nil
+	sc := cfg.Serve
+	return serve.New(serve.Options{
+		MaxAge:               time.Duration(cfg.MaxAge),
+		DeleteAfter:          time.Duration(sc.DeleteAfter),
+		PublisherLabel:       sc.PublisherLabel,
+		PublisherLabelName:   sc.PublisherLabelName,
+		Address:              sc.Address,
+		Scheme:               scheme,
+		MaxGroups:            sc.MaxGroups,
+		MaxBytes:             int64(sc.MaxBytes),
+		MaxConcurrentScrapes: sc.MaxConcurrentScrapes,
+		WriteTimeout:         time.Duration(sc.WriteTimeout),
+		BodyLimit:            int64(cfg.BodySizeLimit),
+	}, logger, reg)
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -230,5 +231,68 @@ func TestCheckConfigListsFileSDTargets(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("check-config output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestCheckConfigPrintsReceiverOutputs(t *testing.T) {
+	const stream = "identity: r1\nreceiver_stream: {cluster_id: c, urls: nats://x:4222, topic: t}\n"
+	tests := []struct {
+		name     string
+		input    string
+		wantCode int
+		want     []string // lines of stdout
+		wantErr  string   // regexp on stderr
+	}{
+		{
+			name:  "push only",
+			input: stream + "push_gateway: {url: 'http://u:s3cret@pgw:9091'}\n",
+			want: []string{
+				"receiver: client_id (durable) prometheus_streams_receiver_r1, max_age 2m",
+				"receiver: push_gateway http://u:xxxxx@pgw:9091, publisher_label false",
+				"receiver: serve_targets false",
+			},
+		},
+		{
+			name:  "serve only, defaults",
+			input: stream + "monitor_port: 9100\nserve_targets: true\n",
+			want: []string{
+				"receiver: push_gateway none",
+				"receiver: serve_targets true, /sd on the monitor endpoint :9100, address (the Host of each /sd request), publisher_label true (publisher), " +
+					"delete_after 1h, max_groups 100000, max_bytes 1GiB, max_concurrent_scrapes 64, write_timeout 10s",
+			},
+		},
+		{
+			name: "push and serve, set",
+			input: stream + "monitor_port: 9100\nmonitor_listen: 10.0.0.1\npush_gateway: {url: 'http://pgw:9091', publisher_label: true}\nserve_targets: true\n" +
+				"serve: {address: 'lb.example.net:443', publisher_label: false, delete_after: 2h, max_groups: 10, max_bytes: 64MiB, max_concurrent_scrapes: 2, write_timeout: 1m}\n",
+			want: []string{
+				"receiver: push_gateway http://pgw:9091, publisher_label true",
+				"receiver: serve_targets true, /sd on the monitor endpoint 10.0.0.1:9100, address lb.example.net:443, publisher_label false, " +
+					"delete_after 2h, max_groups 10, max_bytes 64MiB, max_concurrent_scrapes 2, write_timeout 1m",
+			},
+		},
+		{name: "serve without monitor_port", input: stream + "serve_targets: true\n", wantCode: 1, wantErr: `:3: serve_targets: requires monitor_port`},
+		{name: "serve section without serve_targets", input: stream + "push_gateway: {url: 'http://pgw'}\nserve: {}\n", wantCode: 1, wantErr: `:4: serve: set serve_targets: true`},
+		{name: "neither output", input: stream, wantCode: 1, wantErr: `push_gateway: required for the receiver, or serve_targets: true`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := runCmd(t, "check-config", "--config", writeFile(t, tt.input))
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.wantCode, out, errOut)
+			}
+			lines := strings.Split(out, "\n")
+			for _, want := range tt.want {
+				if !slices.Contains(lines, want) {
+					t.Errorf("check-config output lacks the line %q:\n%s", want, out)
+				}
+			}
+			if strings.Contains(out, "s3cret") {
+				t.Errorf("check-config printed a password:\n%s", out)
+			}
+			if !regexp.MustCompile(tt.wantErr).MatchString(errOut) {
+				t.Errorf("stderr does not match %q:\n%s", tt.wantErr, errOut)
+			}
+		})
 	}
 }

@@ -1,7 +1,8 @@
 // Package monitor serves a daemon's own metrics and health on the
 // monitor_port: /metrics, /healthz (the process runs), /readyz (its
 // stream connection is up) and, when enabled, POST /-/reload and Go's
-// profiles under /debug/pprof/. TLS and basic auth come from an exporter-toolkit web
+// profiles under /debug/pprof/, and what else the daemon adds (the
+// receiver's /sd and /scrape). TLS and basic auth come from an exporter-toolkit web
 // configuration file, as in every Prometheus exporter.
 package monitor
 
@@ -34,8 +35,23 @@ type Server struct {
 type Option func(*options)
 
 type options struct {
-	pprof  bool
-	reload func(context.Context) error
+	pprof    bool
+	reload   func(context.Context) error
+	handlers []route
+}
+
+// route is a handler served beside the monitor's own.
+type route struct {
+	pattern string
+	h       http.Handler
+}
+
+// WithHandler serves h at pattern (net/http.ServeMux's syntax, such as
+// "GET /sd") behind the same TLS and authentication as /metrics: the
+// receiver's serving output lives on the monitor endpoint, so Prometheus
+// reaches /metrics, /sd and the targets with one set of credentials.
+func WithHandler(pattern string, h http.Handler) Option {
+	return func(o *options) { o.handlers = append(o.handlers, route{pattern, h}) }
 }
 
 // WithReload serves POST /-/reload, as Prometheus does: it calls reload
@@ -106,6 +122,9 @@ func New(addr, webConfig string, g prometheus.Gatherer, ready func() bool, logge
 	}
 	if o.pprof {
 		handlePprof(mux)
+	}
+	for _, r := range o.handlers {
+		mux.Handle(r.pattern, r.h)
 	}
 	return &Server{
 		listener:  ln,

@@ -7,6 +7,8 @@ import (
 
 	"github.com/choria-io/prometheus-streams/config"
 	"github.com/choria-io/prometheus-streams/discovery"
+	"github.com/choria-io/prometheus-streams/output/push"
+	"github.com/choria-io/prometheus-streams/output/serve"
 	"github.com/choria-io/prometheus-streams/poller"
 	"github.com/choria-io/prometheus-streams/receiver"
 )
@@ -45,22 +47,41 @@ func (a Poller) Apply(_ context.Context, cfg *config.Config) ([]any, error) {
 	}, nil
 }
 
-// Receiver applies what a receiver takes live: publishers, max_age and
-// push_gateway's down_after and delete_after.
+// Receiver applies what a receiver takes live: publishers and max_age,
+// push_gateway's down_after and delete_after (with the Pushgateway output)
+// and serve.delete_after (with the serving output).
 type Receiver struct {
 	Receiver *receiver.Receiver
+	// Push and Serve are the outputs the receiver runs; nil when it does
+	// not.
+	Push  *push.Output
+	Serve *serve.Output
 }
 
-// Apply implements Applier.
+// Apply implements Applier. Validate ensured that the file keeps the
+// sections of the outputs running (a removed one is a restart key).
 func (a Receiver) Apply(_ context.Context, cfg *config.Config) ([]any, error) {
-	pg := cfg.PushGateway // Validate ensured it
-	if err := a.Receiver.SetLive(receiver.Live{
-		MaxAge:      time.Duration(cfg.MaxAge),
-		DownAfter:   time.Duration(pg.DownAfter),
-		DeleteAfter: time.Duration(pg.DeleteAfter),
-		Publishers:  cfg.Publishers,
-	}); err != nil {
+	maxAge := time.Duration(cfg.MaxAge)
+	if err := a.Receiver.SetLive(receiver.Live{MaxAge: maxAge, Publishers: cfg.Publishers}); err != nil {
 		return nil, err
 	}
-	return []any{"max_age", cfg.MaxAge, "down_after", pg.DownAfter, "delete_after", pg.DeleteAfter, "publishers", len(cfg.Publishers)}, nil
+	applied := []any{"max_age", cfg.MaxAge, "publishers", len(cfg.Publishers)}
+	if a.Push != nil && cfg.PushGateway != nil {
+		pg := cfg.PushGateway
+		if err := a.Push.SetLive(push.Live{
+			MaxAge:      maxAge,
+			DownAfter:   time.Duration(pg.DownAfter),
+			DeleteAfter: time.Duration(pg.DeleteAfter),
+		}); err != nil {
+			return nil, err
+		}
+		applied = append(applied, "down_after", pg.DownAfter, "delete_after", pg.DeleteAfter)
+	}
+	if a.Serve != nil && cfg.Serve != nil {
+		if err := a.Serve.SetLive(serve.Live{MaxAge: maxAge, DeleteAfter: time.Duration(cfg.Serve.DeleteAfter)}); err != nil {
+			return nil, err
+		}
+		applied = append(applied, "serve_delete_after", cfg.Serve.DeleteAfter)
+	}
+	return applied, nil
 }

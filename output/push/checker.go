@@ -1,4 +1,4 @@
-package receiver
+package push
 
 import (
 	"hash/maphash"
@@ -227,7 +227,7 @@ func (w *worker) checkFor(g *group) func([]*dto.MetricFamily) []*dto.MetricFamil
 // reportCheck counts what a check left out and logs it: at warning level
 // at most once a minute, naming the first family left out with its type
 // and the type of the family it clashed with; otherwise at debug level.
-func (r *Receiver) reportCheck(key pushgateway.GroupingKey, rep *checkReport) {
+func (r *Output) reportCheck(key pushgateway.GroupingKey, rep *checkReport) {
 	if rep.empty() {
 		return
 	}

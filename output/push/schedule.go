@@ -1,4 +1,4 @@
-package receiver
+package push
 
 import (
 	"context"
@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/choria-io/prometheus-streams/envelope"
+	"github.com/choria-io/prometheus-streams/output"
 	"github.com/choria-io/prometheus-streams/pushgateway"
-	"github.com/choria-io/prometheus-streams/stream"
 )
 
 // item is one scrape waiting to be pushed, with every delivery of it that
@@ -15,7 +15,7 @@ import (
 // message whose push outlasts the ack wait).
 type item struct {
 	env  *envelope.Envelope
-	msgs []stream.Message
+	msgs []output.Delivery
 	// control, when set, makes this no scrape but an action of the
 	// receiver's own on the group; env and msgs are then empty.
 	control control
@@ -165,7 +165,7 @@ func (s *scheduler) hasNewer(g *group) bool {
 // finish ends g's active push and returns the deliveries to acknowledge
 // (the caller decides whether to). pushed records that the scrape reached
 // the Pushgateway, so older deliveries arriving later are superseded.
-func (s *scheduler) finish(g *group, pushed bool) []stream.Message {
+func (s *scheduler) finish(g *group, pushed bool) []output.Delivery {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	it := g.active

@@ -1,4 +1,4 @@
-package receiver
+package push
 
 import (
 	"bytes"
@@ -23,7 +23,7 @@ import (
 // forgets.
 // The groups already in the Pushgateway were learnt by seedBook before it
 // starts.
-func (r *Receiver) lifecycle(ctx context.Context) {
+func (r *Output) lifecycle(ctx context.Context) {
 	period := lifecyclePeriod(r.live.Load().DownAfter)
 	tick := time.NewTicker(period)
 	defer tick.Stop()
@@ -81,7 +81,7 @@ type listedGroup struct {
 
 // listGroups returns the groups in the Pushgateway that carry the marker
 // only the receiver adds, keyed as the scheduler keys them.
-func (r *Receiver) listGroups(ctx context.Context) (map[string]listedGroup, error) {
+func (r *Output) listGroups(ctx context.Context) (map[string]listedGroup, error) {
 	lctx, cancel := context.WithTimeout(ctx, groupsTimeout)
 	defer cancel()
 	groups, err := r.push.Groups(lctx, metricSamples)
@@ -98,7 +98,7 @@ func (r *Receiver) listGroups(ctx context.Context) (map[string]listedGroup, erro
 }
 
 // refresh updates the push times of the groups from the Pushgateway.
-func (r *Receiver) refresh(ctx context.Context) {
+func (r *Output) refresh(ctx context.Context) {
 	groups, err := r.listGroups(ctx)
 	if err != nil {
 		r.log.Debug("cannot list the Pushgateway's groups before marking groups down", "err", err)
@@ -117,7 +117,7 @@ func (r *Receiver) refresh(ctx context.Context) {
 // the Pushgateway, those it forgot once they were marked down included,
 // and reports whether it could list them (if not, the next tick tries
 // again).
-func (r *Receiver) learnGroups(ctx context.Context) bool {
+func (r *Output) learnGroups(ctx context.Context) bool {
 	groups, err := r.listGroups(ctx)
 	if err != nil {
 		r.log.Warn("cannot list the Pushgateway's groups to delete the silent ones after delete_after was set; trying again", "err", err)
@@ -136,13 +136,13 @@ func (r *Receiver) learnGroups(ctx context.Context) bool {
 // the scrape_samples_scraped series only the receiver adds. They are then
 // marked down and deleted in time too.
 type groupSeeder struct {
-	r         *Receiver
+	r         *Output
 	pushTimes map[string]time.Time
 	keys      map[string]pushgateway.GroupingKey
 	marked    map[string]bool
 }
 
-func newGroupSeeder(r *Receiver) *groupSeeder {
+func newGroupSeeder(r *Output) *groupSeeder {
 	return &groupSeeder{r: r, pushTimes: map[string]time.Time{}, keys: map[string]pushgateway.GroupingKey{}, marked: map[string]bool{}}
 }
 
@@ -186,7 +186,7 @@ func (s *groupSeeder) done() int {
 // keyOf turns a group's labels back into a grouping key of this receiver's
 // shape (job, instance and, with publisher_label, the publisher label);
 // groups of another shape are someone else's.
-func (r *Receiver) keyOf(labels map[string]string) (pushgateway.GroupingKey, bool) {
+func (r *Output) keyOf(labels map[string]string) (pushgateway.GroupingKey, bool) {
 	want := append([]string{"job"}, r.groupLabels[1:]...)
 	if len(labels) != len(want) {
 		return pushgateway.GroupingKey{}, false

@@ -1,4 +1,4 @@
-package receiver
+package push
 
 import (
 	"fmt"
@@ -33,7 +33,7 @@ func BenchmarkPrepare(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			r, err := New(Options{MaxAge: time.Minute}, nil, nil, nil, prometheus.NewRegistry())
+			r, err := New(Options{MaxAge: time.Minute}, nil, nil, prometheus.NewRegistry())
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package receiver
+package push
 
 import (
 	"fmt"
@@ -361,7 +361,7 @@ func mapsEqual(a, b map[string]int) bool {
 func TestBookSeed(t *testing.T) {
 	for _, publisherLabel := range []bool{false, true} {
 		t.Run(fmt.Sprint("publisher_label=", publisherLabel), func(t *testing.T) {
-			r, err := New(Options{MaxAge: time.Minute, PublisherLabel: publisherLabel}, nil, nil, nil, prometheus.NewRegistry())
+			r, err := New(Options{MaxAge: time.Minute, PublisherLabel: publisherLabel}, nil, nil, prometheus.NewRegistry())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package receiver
+package push
 
 import (
 	"context"
@@ -421,7 +421,7 @@ const seedLimit = 2 << 30
 // goes on with what it learned, and a family it does not know of (one a
 // group pushed before this start, which the receiver does not push again)
 // is not checked against until the receiver pushes that group again.
-func (r *Receiver) seedBook(ctx context.Context) {
+func (r *Output) seedBook(ctx context.Context) {
 	sctx, cancel := context.WithTimeout(ctx, groupsTimeout)
 	defer cancel()
 	s := &bookSeeder{b: r.book, groupOf: r.seedGroupOf()}
@@ -451,7 +451,7 @@ func (r *Receiver) seedBook(ctx context.Context) {
 // names it (the grouping key's path), from the series' job, instance and,
 // with publisher_label, publisher labels. A series without them is the
 // Pushgateway's own (no job label) or of a group of another shape.
-func (r *Receiver) seedGroupOf() func([]*dto.LabelPair) (string, bool) {
+func (r *Output) seedGroupOf() func([]*dto.LabelPair) (string, bool) {
 	ids := map[[3]string]string{}
 	return func(labels []*dto.LabelPair) (string, bool) {
 		var v [3]string

@@ -1,4 +1,4 @@
-package receiver
+package push
 
 import (
 	"encoding/binary"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/internal/testenv"
+	"github.com/choria-io/prometheus-streams/output"
 )
 
 // faultRawV1 encodes a version 1 message field by field as docs/wire-format.md
@@ -161,7 +162,7 @@ func TestFaultHostileChannel(t *testing.T) {
 			// callback here; -race checks that this is safe).
 			m := &faultAckCounter{data: c.msg}
 			direct = append(direct, m)
-			e.receiver.handle(m)
+			e.sub.handle(t, m)
 		} else {
 			e.publish(t, c.msg)
 			published++
@@ -181,7 +182,7 @@ func TestFaultHostileChannel(t *testing.T) {
 	}
 	for reason, n := range wantDrops {
 		testenv.WaitFor(t, "drops for "+reason, 10*time.Second, func() bool {
-			return testutil.ToFloat64(e.receiver.metrics.dropped.WithLabelValues(reason)) >= n
+			return e.receiver.dropped(reason) >= n
 		})
 	}
 	for _, c := range cases {
@@ -243,17 +244,17 @@ func TestFaultHostileChannel(t *testing.T) {
 	wantReceived := float64(published + len(direct))
 	deadline := time.Now().Add(2500 * time.Millisecond)
 	for time.Now().Before(deadline) {
-		if got := testutil.ToFloat64(e.receiver.metrics.received); got != wantReceived {
+		if got := e.receiver.received(); got != wantReceived {
 			t.Fatalf("messages_received_total = %v, want %v: redeliveries of unacknowledged messages", got, wantReceived)
 		}
 		time.Sleep(50 * time.Millisecond) // polling an invariant over the ack wait window
 	}
 	for reason, n := range wantDrops {
-		if got := testutil.ToFloat64(e.receiver.metrics.dropped.WithLabelValues(reason)); got != n {
+		if got := e.receiver.dropped(reason); got != n {
 			t.Errorf("messages_dropped_total{reason=%q} = %v, want %v", reason, got, n)
 		}
 	}
-	if n := testutil.ToFloat64(e.receiver.metrics.dropped.WithLabelValues(dropRejected)); n != 0 {
+	if n := e.receiver.dropped(output.ReasonRejected); n != 0 {
 		t.Errorf("%v pushes rejected by the Pushgateway", n)
 	}
 	if n := testutil.ToFloat64(e.receiver.metrics.unparseable); n != 1 {

@@ -1,4 +1,4 @@
-package receiver
+package push
 
 import (
 	"context"
@@ -84,7 +84,7 @@ func TestGroupsFromBeforeARestartAreWatchedToo(t *testing.T) {
 }
 
 func TestPublishersAllowList(t *testing.T) {
-	e := newEnv(t, Options{PublisherLabel: true, Publishers: map[string][]string{"dc1": {"node"}, "dc2": {}}}, "")
+	e := newEnvWith(t, Options{PublisherLabel: true}, "", envSettings{publishers: map[string][]string{"dc1": {"node"}, "dc2": {}}})
 	now := time.Now()
 	send := func(publisher, job string, v string) {
 		msg := scrape(t, job, "i1", now, testenv.TextContentType, []byte("allowed "+v+"\n"))
@@ -97,12 +97,11 @@ func TestPublishersAllowList(t *testing.T) {
 	send("dc2", "anything", "4")
 	e.waitGateway(t, "allowed", map[string]string{"job": "node", "publisher": "dc1"}, 3)
 	e.waitGateway(t, "allowed", map[string]string{"job": "anything", "publisher": "dc2"}, 4)
-	m := e.receiver.metrics
 	// At least once: under load the server may deliver a message again
 	// before its acknowledgement arrives, and every delivery is counted.
 	testenv.WaitFor(t, "the refused publisher and job to be counted", 5*time.Second, func() bool {
-		return testutil.ToFloat64(m.dropped.WithLabelValues(dropPublisherNotAllowed)) >= 1 &&
-			testutil.ToFloat64(m.dropped.WithLabelValues(dropJobNotAllowed)) >= 1
+		return e.receiver.dropped("publisher_not_allowed") >= 1 &&
+			e.receiver.dropped("job_not_allowed") >= 1
 	})
 	if e.gatewayHas("allowed", map[string]string{"publisher": "evil"}) || e.gatewayHas("allowed", map[string]string{"job": "app"}) {
 		t.Fatal("a refused scrape reached the Pushgateway")

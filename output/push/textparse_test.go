@@ -1,4 +1,4 @@
-package receiver
+package push
 
 import (
 	"bytes"
@@ -65,7 +65,7 @@ func TestParseTextMatchesExpfmt(t *testing.T) {
 		"utf-8 names":                            "{\"my.metric\",\"some.label\"=\"v\"} 1\n",
 	}
 	for _, f := range []string{"node_exporter.prom", "prometheus.prom", "pushgateway.prom"} {
-		b, err := os.ReadFile(filepath.Join("..", "testdata", f))
+		b, err := os.ReadFile(filepath.Join("..", "..", "testdata", f))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,7 +123,7 @@ func TestParseTextRefuses(t *testing.T) {
 }
 
 func BenchmarkParseText(b *testing.B) {
-	body, err := os.ReadFile(filepath.Join("..", "testdata", "node_exporter.prom"))
+	body, err := os.ReadFile(filepath.Join("..", "..", "testdata", "node_exporter.prom"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func BenchmarkParseText(b *testing.B) {
 // TestEncodeMatchesExpfmt holds the receiver's push encoding to expfmt's
 // encoder byte for byte, escaping of UTF-8 names included.
 func TestEncodeMatchesExpfmt(t *testing.T) {
-	body, err := os.ReadFile(filepath.Join("..", "testdata", "node_exporter.prom"))
+	body, err := os.ReadFile(filepath.Join("..", "..", "testdata", "node_exporter.prom"))
 	if err != nil {
 		t.Fatal(err)
 	}

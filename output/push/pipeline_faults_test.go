@@ -1,4 +1,4 @@
-package receiver
+package push
 
 import (
 	"context"
@@ -25,6 +25,7 @@ import (
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/internal/channeltest"
 	"github.com/choria-io/prometheus-streams/internal/testenv"
+	"github.com/choria-io/prometheus-streams/output"
 	"github.com/choria-io/prometheus-streams/poller"
 	"github.com/choria-io/prometheus-streams/pushgateway"
 	"github.com/choria-io/prometheus-streams/stream"
@@ -96,7 +97,7 @@ type faultPipeline struct {
 	pub        *stream.STANPublisher
 	poller     *poller.Poller
 	pollerReg  *prometheus.Registry
-	receiver   *Receiver
+	receiver   *pipe
 	pushClient *pushgateway.Client
 	// receiverInflight is the receivers' max_inflight; 0 is the default.
 	receiverInflight int
@@ -156,7 +157,7 @@ func startFaultPipeline(t *testing.T, o faultPipelineOpts) *faultPipeline {
 
 // startReceiver starts a receiver (client ID and durable "receiver") and
 // records it as the pipeline's receiver component.
-func (p *faultPipeline) startReceiver(t *testing.T, opts Options) *Receiver {
+func (p *faultPipeline) startReceiver(t *testing.T, opts Options) *pipe {
 	t.Helper()
 	so := faultStreamOptions(p.nats, "receiver")
 	so.MaxInflight = p.receiverInflight
@@ -170,10 +171,7 @@ func (p *faultPipeline) startReceiver(t *testing.T, opts Options) *Receiver {
 	if opts.RetryMin == 0 {
 		opts.RetryMin, opts.RetryMax = 10*time.Millisecond, 100*time.Millisecond
 	}
-	r, err := New(opts, sub, p.pushClient, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newPipe(t, opts, sub, p.pushClient, nil, nil)
 	p.comps["receiver"] = startFaultComponent(t, "receiver", r.Run)
 	return r
 }
@@ -300,7 +298,7 @@ func TestFaultPushgatewayDownThenUp(t *testing.T) {
 		p.checkRunning(t)
 		startGateway(t, addr)
 		waitAll(t, p, "after the Pushgateway started")
-		if n := testutil.ToFloat64(p.receiver.metrics.dropped.WithLabelValues(dropRejected)); n != 0 {
+		if n := p.receiver.dropped(output.ReasonRejected); n != 0 {
 			t.Fatalf("%v scrapes dropped as rejected during the outage", n)
 		}
 	})
@@ -568,8 +566,8 @@ func TestFaultReceiverStoppedUnderLoadLosesNothing(t *testing.T) {
 	}
 	m := first.metrics
 	t.Logf("first receiver: Run returned %v after its context ended; received %v, pushed %v, superseded %v; %v published in all",
-		took.Round(time.Millisecond), testutil.ToFloat64(m.received), testutil.ToFloat64(m.pushes.WithLabelValues(pushSuccess)),
-		testutil.ToFloat64(m.dropped.WithLabelValues(dropSuperseded)), published)
+		took.Round(time.Millisecond), first.received(), testutil.ToFloat64(m.pushes.WithLabelValues(pushSuccess)),
+		first.dropped(output.ReasonSuperseded), published)
 
 	firstAcked := faultAcked(first)
 	// A new receiver with the same client ID and durable, and more workers
@@ -579,13 +577,12 @@ func TestFaultReceiverStoppedUnderLoadLosesNothing(t *testing.T) {
 	// It gets every message the first did not acknowledge (the durable
 	// resumes there): wait until it has dealt with all of them.
 	testenv.WaitFor(t, "the second receiver to deal with every unacknowledged message", 30*time.Second, func() bool {
-		m := second.metrics
-		return testutil.ToFloat64(m.received) >= published-firstAcked && faultAcked(second) >= testutil.ToFloat64(m.received)
+		return second.received() >= published-firstAcked && faultAcked(second) >= second.received()
 	})
 	m = second.metrics
 	t.Logf("second receiver: dealt with its %v messages in %v: pushed %v, superseded %v",
-		testutil.ToFloat64(m.received), time.Since(start).Round(time.Millisecond),
-		testutil.ToFloat64(m.pushes.WithLabelValues(pushSuccess)), testutil.ToFloat64(m.dropped.WithLabelValues(dropSuperseded)))
+		second.received(), time.Since(start).Round(time.Millisecond),
+		testutil.ToFloat64(m.pushes.WithLabelValues(pushSuccess)), second.dropped(output.ReasonSuperseded))
 	var wrong []string
 	faultWaitFor(t, "every group's newest scrape in the Pushgateway", 2*time.Second, func() bool {
 		fams, err := testenv.Families(p.gateway + "/metrics")
@@ -614,13 +611,7 @@ func TestFaultReceiverStoppedUnderLoadLosesNothing(t *testing.T) {
 }
 
 // faultAcked is how many deliveries r acknowledged: pushed or dropped.
-func faultAcked(r *Receiver) float64 {
-	n := testutil.ToFloat64(r.metrics.pushes.WithLabelValues(pushSuccess))
-	for _, reason := range dropReasons() {
-		n += testutil.ToFloat64(r.metrics.dropped.WithLabelValues(reason))
-	}
-	return n
-}
+func faultAcked(r *pipe) float64 { return r.acked() }
 
 // faultWaitFor is testenv.WaitFor with detail's account of what is still
 // wrong in the failure message.

@@ -1,4 +1,4 @@
-package receiver
+package push
 
 import (
 	"context"
@@ -6,20 +6,18 @@ import (
 	"time"
 
 	"github.com/choria-io/prometheus-streams/envelope"
+	"github.com/choria-io/prometheus-streams/output"
 	"github.com/choria-io/prometheus-streams/pushgateway"
-	"github.com/choria-io/prometheus-streams/stream"
 )
 
 // fakeMsg stands in for a delivery in scheduler tests, which exercise
 // bookkeeping only; the integration tests use the real stream.
 type fakeMsg struct{ id string }
 
-func (m *fakeMsg) Data() []byte      { return nil }
-func (m *fakeMsg) Ack() error        { return nil }
-func (m *fakeMsg) Redelivered() bool { return false }
+func (m *fakeMsg) Done(string, error) {}
 
 func newItem(id string, start time.Time) *item {
-	return &item{env: &envelope.Envelope{ScrapeStart: start}, msgs: []stream.Message{&fakeMsg{id}}}
+	return &item{env: &envelope.Envelope{ScrapeStart: start}, msgs: []output.Delivery{&fakeMsg{id}}}
 }
 
 func ids(items []*item) []string {
@@ -32,7 +30,7 @@ func ids(items []*item) []string {
 	return out
 }
 
-func msgIDs(msgs []stream.Message) []string {
+func msgIDs(msgs []output.Delivery) []string {
 	var out []string
 	for _, m := range msgs {
 		out = append(out, m.(*fakeMsg).id)

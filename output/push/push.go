@@ -1,4 +1,4 @@
-package receiver
+package push
 
 import (
 	"bytes"
@@ -9,8 +9,8 @@ import (
 
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/internal/backoff"
+	"github.com/choria-io/prometheus-streams/output"
 	"github.com/choria-io/prometheus-streams/pushgateway"
-	"github.com/choria-io/prometheus-streams/stream"
 )
 
 // process pushes the group's active scrape: at least once, retrying
@@ -26,7 +26,7 @@ func (w *worker) process(ctx context.Context, g *group, it *item) {
 	}
 	contentType, err := w.prepare(g, it.env)
 	if err != nil {
-		r.dropAll(r.sched.finish(g, false), envelope.Reason(err), fmt.Errorf("%s: %w", g.key, err))
+		settle(r.sched.finish(g, false), envelope.Reason(err), fmt.Errorf("%s: %w", g.key, err))
 		return
 	}
 	// answered: every failed attempt so far was answered in a way that
@@ -35,7 +35,7 @@ func (w *worker) process(ctx context.Context, g *group, it *item) {
 	b := backoff.New(r.opts.RetryMin, r.opts.RetryMax)
 	for attempt := 1; ; attempt++ {
 		if r.now().Sub(it.env.ScrapeStart) > r.live.Load().MaxAge {
-			r.dropAll(w.finish(g, false, answered), dropStale,
+			settle(w.finish(g, false, answered), output.ReasonStale,
 				fmt.Errorf("scrape of %s became older than max_age after %d failed push attempts", g.key, attempt-1))
 			return
 		}
@@ -49,13 +49,13 @@ func (w *worker) process(ctx context.Context, g *group, it *item) {
 			if attempt > 1 {
 				r.log.Info("push succeeded after retries", "group", g.key, "attempts", attempt)
 			}
-			r.ack("", w.finish(g, true, answered))
+			settle(w.finish(g, true, answered), "", nil)
 			return
 		}
 		answered = answered && notTaken(err)
 		if !pushgateway.Retryable(err) {
 			r.metrics.pushes.WithLabelValues(pushRejected).Inc()
-			r.dropAll(w.finish(g, false, answered), dropRejected, fmt.Errorf("pushgateway refused the scrape of %s: %w", g.key, err))
+			settle(w.finish(g, false, answered), output.ReasonRejected, fmt.Errorf("pushgateway refused the scrape of %s: %w", g.key, err))
 			return
 		}
 		r.metrics.pushes.WithLabelValues(pushError).Inc()
@@ -69,7 +69,7 @@ func (w *worker) process(ctx context.Context, g *group, it *item) {
 			r.log.Debug("push failed, retrying", "group", g.key, "err", err, "attempt", attempt)
 		}
 		if r.sched.hasNewer(g) {
-			r.ack(dropSuperseded, w.finish(g, false, answered))
+			settle(w.finish(g, false, answered), output.ReasonSuperseded, nil)
 			return
 		}
 		if !b.Wait(ctx) {
@@ -83,7 +83,7 @@ func (w *worker) process(ctx context.Context, g *group, it *item) {
 // ends its push in the scheduler and returns the deliveries to
 // acknowledge. The order matters: once the scheduler is told, another
 // worker may start the group's next push, which reserves afresh.
-func (w *worker) finish(g *group, pushed, answered bool) []stream.Message {
+func (w *worker) finish(g *group, pushed, answered bool) []output.Delivery {
 	o := pushApplied
 	switch {
 	case !pushed && answered:

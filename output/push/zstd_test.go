@@ -1,4 +1,4 @@
-package receiver
+package push
 
 import (
 	"encoding/binary"
@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/choria-io/prometheus-streams/envelope"
@@ -58,6 +57,6 @@ func TestPushesZstdScrapes(t *testing.T) {
 		e.waitGateway(t, "node_boot_time_seconds", labels, want.GetMetric()[0].GetGauge().GetValue())
 	}
 	testenv.WaitFor(t, "the zstd bomb dropped as body_too_large", 5*time.Second, func() bool {
-		return testutil.ToFloat64(e.receiver.metrics.dropped.WithLabelValues("body_too_large")) == 1
+		return e.receiver.dropped("body_too_large") == 1
 	})
 }

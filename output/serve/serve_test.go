@@ -1,0 +1,409 @@
+package serve
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/choria-io/prometheus-streams/envelope"
+	"github.com/choria-io/prometheus-streams/internal/testenv"
+	"github.com/choria-io/prometheus-streams/output"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// settled records how an output settled a delivery.
+type settled struct {
+	mu      sync.Mutex
+	reasons []string
+	errs    []error
+}
+
+func (s *settled) Done(reason string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reasons, s.errs = append(s.reasons, reason), append(s.errs, err)
+}
+
+func (s *settled) last() (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.reasons) == 0 {
+		return "<none>", nil
+	}
+	return s.reasons[len(s.reasons)-1], s.errs[len(s.errs)-1]
+}
+
+// scrapeOf is a decoded scrape of job/instance by publisher, as the receiver
+// hands it over: the body compressed with codec.
+func scrapeOf(t *testing.T, publisher, job, instance string, start time.Time, contentType string, body []byte, codec envelope.Codec) *envelope.Envelope {
+	t.Helper()
+	e := &envelope.Envelope{
+		Job: job, Instance: instance, Publisher: publisher, ScrapeStart: start, ScrapeDuration: 5 * time.Millisecond,
+		Outcome: envelope.OutcomeSuccess, ContentType: contentType, Codec: codec,
+	}
+	switch {
+	case body == nil:
+		e.Outcome, e.Error = envelope.OutcomeFailure, `Get "http://web1:9100/metrics": connection refused`
+	case codec == envelope.CodecZstd:
+		enc, err := envelope.NewZstdEncoder()
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Payload = enc.Compress(nil, body)
+	default:
+		e.Payload = envelope.Compress(nil, body)
+	}
+	// Through the wire format, as the receiver gets it.
+	msg, err := envelope.Append(nil, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := envelope.Decode(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// served is an Output behind an HTTP server, as on the monitor endpoint.
+type served struct {
+	o   *Output
+	reg *prometheus.Registry
+	srv *httptest.Server
+}
+
+func newServed(t *testing.T, opts Options) *served {
+	t.Helper()
+	if opts.MaxAge == 0 {
+		opts.MaxAge = time.Minute
+	}
+	reg := prometheus.NewRegistry()
+	o, err := New(opts, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET "+SDPath, o.SDHandler())
+	mux.Handle("GET "+ScrapePath, o.ScrapeHandler())
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return &served{o: o, reg: reg, srv: srv}
+}
+
+// offer offers env and returns how it was settled.
+func (s *served) offer(env *envelope.Envelope) (string, error) {
+	d := &settled{}
+	s.o.Offer(env, d)
+	return d.last()
+}
+
+func (s *served) get(t *testing.T, pathQuery string) (int, http.Header, []byte) {
+	t.Helper()
+	resp, err := http.Get(s.srv.URL + pathQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, body
+}
+
+func (s *served) scrapes(outcome string) float64 {
+	return testutil.ToFloat64(s.o.metrics.scrapes.WithLabelValues(outcome))
+}
+
+func groupQuery(publisher, job, instance string) string {
+	q := url.Values{"job": {job}, "instance": {instance}}
+	if publisher != "" {
+		q.Set("publisher", publisher)
+	}
+	return ScrapePath + "?" + q.Encode()
+}
+
+func TestScrapeServesTheBodyAsTheTargetServedIt(t *testing.T) {
+	now := time.Now()
+	cases := []struct {
+		name, sample, contentType string
+		codec                     envelope.Codec
+	}{
+		{"text, snappy", "node_exporter.prom", testenv.TextContentType, envelope.CodecSnappy},
+		{"protobuf, zstd", "node_exporter.pb", testenv.ProtoContentType, envelope.CodecZstd},
+		{"openmetrics", "prometheus.openmetrics", "application/openmetrics-text; version=1.0.0; charset=utf-8", envelope.CodecSnappy},
+		{"no content type", "prometheus.prom", "", envelope.CodecSnappy},
+	}
+	s := newServed(t, Options{PublisherLabel: true})
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			body := testenv.Sample(t, c.sample)
+			inst := fmt.Sprintf("web%d:9100", i)
+			if reason, err := s.offer(scrapeOf(t, "dc1", "node", inst, now, c.contentType, body, c.codec)); reason != "" {
+				t.Fatalf("not held: %s %v", reason, err)
+			}
+			code, h, got := s.get(t, groupQuery("dc1", "node", inst))
+			if code != http.StatusOK {
+				t.Fatalf("status %d: %s", code, got)
+			}
+			if !bytes.Equal(got, body) {
+				t.Errorf("body differs from the target's (%d bytes, want %d)", len(got), len(body))
+			}
+			want := c.contentType
+			if want == "" {
+				want = defaultContentType
+			}
+			if ct := h.Get("Content-Type"); ct != want {
+				t.Errorf("Content-Type %q, want %q", ct, want)
+			}
+		})
+	}
+	if n := s.scrapes(scrapeOK); n != float64(len(cases)) {
+		t.Errorf("ok scrapes counted %v, want %d", n, len(cases))
+	}
+}
+
+func TestScrapeRefusals(t *testing.T) {
+	now := time.Now()
+	s := newServed(t, Options{PublisherLabel: true, MaxAge: time.Minute})
+	s.offer(scrapeOf(t, "dc1", "node", "ok", now, testenv.TextContentType, []byte("up_value 1\n"), envelope.CodecSnappy))
+	s.offer(scrapeOf(t, "dc1", "node", "down", now, "", nil, envelope.CodecSnappy))
+	// Held while it was young; max_age has passed since.
+	s.offer(scrapeOf(t, "dc1", "node", "old", now.Add(-2*time.Minute), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	long := strings.Repeat("x", maxQueryLen)
+	cases := []struct {
+		name, query string
+		code        int
+		outcome     string
+		says        string
+	}{
+		{"failed at the poller", groupQuery("dc1", "node", "down"), 503, scrapeFailed, "connection refused"},
+		{"stale", groupQuery("dc1", "node", "old"), 503, scrapeStale, "stale"},
+		{"unknown group", groupQuery("dc1", "node", "nope"), 404, scrapeNotFound, "no scrape of this group"},
+		{"other publisher", groupQuery("dc2", "node", "ok"), 404, scrapeNotFound, "no scrape of this group"},
+		{"publisher missing", groupQuery("", "node", "ok"), 400, scrapeBadRequest, "publisher is missing"},
+		{"job empty", ScrapePath + "?job=&instance=ok&publisher=dc1", 400, scrapeBadRequest, "job is missing or empty"},
+		{"instance twice", ScrapePath + "?job=node&instance=ok&instance=ok&publisher=dc1", 400, scrapeBadRequest, "instance is given 2 times"},
+		{"unknown parameter", groupQuery("dc1", "node", "ok") + "&extra=1", 400, scrapeBadRequest, `unknown parameters ["extra"]`},
+		{"bad escape", ScrapePath + "?job=%zz", 400, scrapeBadRequest, "query string"},
+		{"oversized query", ScrapePath + "?job=" + long, 414, scrapeBadRequest, "cannot name a group"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := s.scrapes(c.outcome)
+			code, _, body := s.get(t, c.query)
+			if code != c.code || !strings.Contains(string(body), c.says) {
+				t.Errorf("got %d %q, want %d saying %q", code, body, c.code, c.says)
+			}
+			if s.scrapes(c.outcome) != before+1 {
+				t.Errorf("outcome %s not counted", c.outcome)
+			}
+		})
+	}
+	// The others were answered and the good group still is.
+	if code, _, body := s.get(t, groupQuery("dc1", "node", "ok")); code != 200 || string(body) != "up_value 1\n" {
+		t.Errorf("the good group: %d %q", code, body)
+	}
+}
+
+func TestTooManyConcurrentScrapes(t *testing.T) {
+	s := newServed(t, Options{MaxConcurrentScrapes: 2})
+	s.offer(scrapeOf(t, "dc1", "node", "a", time.Now(), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	// Both slots taken, as by two scrapes being answered.
+	s.o.slots <- struct{}{}
+	s.o.slots <- struct{}{}
+	code, _, body := s.get(t, groupQuery("", "node", "a"))
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "serve.max_concurrent_scrapes") {
+		t.Errorf("got %d %q, want 503 naming serve.max_concurrent_scrapes", code, body)
+	}
+	if s.scrapes(scrapeTooMany) != 1 {
+		t.Error("too_many not counted")
+	}
+	<-s.o.slots
+	if code, _, _ := s.get(t, groupQuery("", "node", "a")); code != http.StatusOK {
+		t.Errorf("with a slot free: %d", code)
+	}
+	<-s.o.slots
+}
+
+func TestSlowReaderIsCutOffByTheWriteTimeout(t *testing.T) {
+	s := newServed(t, Options{WriteTimeout: 100 * time.Millisecond, BodyLimit: 64 << 20})
+	// A body larger than what the kernel buffers between the two ends of
+	// a loopback connection whose reader takes nothing.
+	body := bytes.Repeat([]byte("node_slow_reader_padding_total 1\n"), (32<<20)/33)
+	s.offer(scrapeOf(t, "dc1", "node", "big", time.Now(), testenv.TextContentType, body, envelope.CodecSnappy))
+	conn, err := net.Dial("tcp", s.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.(*net.TCPConn).SetReadBuffer(4 << 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", groupQuery("", "node", "big")); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the slow reader to be cut off", 10*time.Second, func() bool { return s.scrapes(scrapeWriteError) == 1 })
+	// Its slot is free again, and others are served.
+	s.offer(scrapeOf(t, "dc1", "node", "small", time.Now(), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	if code, _, _ := s.get(t, groupQuery("", "node", "small")); code != http.StatusOK {
+		t.Errorf("after the slow reader: %d", code)
+	}
+}
+
+func TestOfferKeepsTheNewestAndRespectsTheBounds(t *testing.T) {
+	now := time.Now()
+	body := []byte("v 1\n")
+	s := newServed(t, Options{PublisherLabel: true, MaxGroups: 2})
+	if r, _ := s.offer(scrapeOf(t, "dc1", "node", "a", now, testenv.TextContentType, body, envelope.CodecSnappy)); r != "" {
+		t.Fatalf("first scrape: %q", r)
+	}
+	if r, _ := s.offer(scrapeOf(t, "dc1", "node", "a", now.Add(-time.Second), testenv.TextContentType, []byte("v 0\n"), envelope.CodecSnappy)); r != output.ReasonSuperseded {
+		t.Errorf("an older scrape: %q, want superseded", r)
+	}
+	if r, _ := s.offer(scrapeOf(t, "dc1", "node", "a", now, testenv.TextContentType, []byte("v 0\n"), envelope.CodecSnappy)); r != output.ReasonSuperseded {
+		t.Errorf("a redelivery: %q, want superseded", r)
+	}
+	if r, _ := s.offer(scrapeOf(t, "dc2", "node", "a", now, testenv.TextContentType, body, envelope.CodecSnappy)); r != "" {
+		t.Errorf("another publisher's group: %q", r)
+	}
+	r, err := s.offer(scrapeOf(t, "dc3", "node", "a", now, testenv.TextContentType, body, envelope.CodecSnappy))
+	if r != output.ReasonLimit || !errors.Is(err, ErrTooManyGroups) {
+		t.Errorf("a third group: %q %v, want limit and ErrTooManyGroups", r, err)
+	}
+	// A newer scrape of a held group still replaces it.
+	if r, _ := s.offer(scrapeOf(t, "dc1", "node", "a", now.Add(time.Second), testenv.TextContentType, []byte("v 2\n"), envelope.CodecSnappy)); r != "" {
+		t.Errorf("a newer scrape: %q", r)
+	}
+	if _, _, got := s.get(t, groupQuery("dc1", "node", "a")); string(got) != "v 2\n" {
+		t.Errorf("serves %q, want the newest", got)
+	}
+	for result, want := range map[string]float64{offerHeld: 3, offerSuperseded: 2, offerRefusedGroups: 1} {
+		if got := testutil.ToFloat64(s.o.metrics.offers.WithLabelValues(result)); got != want {
+			t.Errorf("offers{%s} = %v, want %v", result, got, want)
+		}
+	}
+}
+
+func TestMaxBytes(t *testing.T) {
+	now := time.Now()
+	small := scrapeOf(t, "dc1", "node", "a", now, testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy)
+	limit := heldSize(small)*2 + 10
+	s := newServed(t, Options{MaxBytes: limit})
+	s.offer(small)
+	s.offer(scrapeOf(t, "dc1", "node", "b", now, testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	big := scrapeOf(t, "dc1", "node", "c", now, testenv.TextContentType, bytes.Repeat([]byte("x 1\n"), 100), envelope.CodecSnappy)
+	if r, err := s.offer(big); r != output.ReasonLimit || !errors.Is(err, ErrTooManyBytes) {
+		t.Errorf("past max_bytes: %q %v", r, err)
+	}
+	if got := s.o.store.count(time.Time{}).bytes; got > limit {
+		t.Errorf("holds %d bytes, more than max_bytes %d", got, limit)
+	}
+	if n := testutil.ToFloat64(s.o.metrics.offers.WithLabelValues(offerRefusedBytes)); n != 1 {
+		t.Errorf("refused_max_bytes = %v", n)
+	}
+}
+
+func TestSDListsEveryGroupUntilDeleteAfter(t *testing.T) {
+	now := time.Now()
+	s := newServed(t, Options{PublisherLabel: true, PublisherLabelName: "dc", MaxAge: time.Minute, DeleteAfter: 10 * time.Minute})
+	s.offer(scrapeOf(t, "dc1", "node", "web1:9100", now, testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	s.offer(scrapeOf(t, "dc2", "node", "web1:9100", now.Add(-5*time.Minute), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	s.o.now = func() time.Time { return now } // the dc2 scrape was held while young; now it is stale
+
+	code, h, body := s.get(t, SDPath)
+	if code != 200 || h.Get("Content-Type") != "application/json" {
+		t.Fatalf("/sd: %d %s", code, h.Get("Content-Type"))
+	}
+	var groups []targetGroup
+	if err := json.Unmarshal(body, &groups); err != nil {
+		t.Fatal(err)
+	}
+	addr := s.srv.Listener.Addr().String()
+	want := []targetGroup{
+		{Targets: []string{addr}, Labels: map[string]string{"job": "node", "instance": "web1:9100", "dc": "dc1", "__metrics_path__": ScrapePath, "__scheme__": "http", "__param_job": "node", "__param_instance": "web1:9100", "__param_publisher": "dc1"}},
+		{Targets: []string{addr}, Labels: map[string]string{"job": "node", "instance": "web1:9100", "dc": "dc2", "__metrics_path__": ScrapePath, "__scheme__": "http", "__param_job": "node", "__param_instance": "web1:9100", "__param_publisher": "dc2"}},
+	}
+	if fmt.Sprint(groups) != fmt.Sprint(want) {
+		t.Errorf("/sd:\n got %v\nwant %v", groups, want)
+	}
+	// Past delete_after, dc2's group leaves /sd; the sweep then forgets it.
+	s.o.now = func() time.Time { return now.Add(6 * time.Minute) }
+	_, _, body = s.get(t, SDPath)
+	if err := json.Unmarshal(body, &groups); err != nil || len(groups) != 1 || groups[0].Labels["dc"] != "dc1" {
+		t.Errorf("/sd past dc2's delete_after: %s", body)
+	}
+	if n := s.o.store.removeBefore(s.o.now().Add(-10 * time.Minute)); n != 1 {
+		t.Errorf("swept %d groups, want 1", n)
+	}
+}
+
+func TestSDAddressAndScheme(t *testing.T) {
+	s := newServed(t, Options{Address: "receiver.central:10000", Scheme: "https"})
+	s.offer(scrapeOf(t, "dc1", "node", "a", time.Now(), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	_, _, body := s.get(t, SDPath)
+	var groups []targetGroup
+	if err := json.Unmarshal(body, &groups); err != nil {
+		t.Fatal(err)
+	}
+	if len(groups) != 1 || groups[0].Targets[0] != "receiver.central:10000" || groups[0].Labels["__scheme__"] != "https" {
+		t.Errorf("/sd: %s", body)
+	}
+	if _, ok := groups[0].Labels["__param_publisher"]; ok {
+		t.Errorf("without the publisher label, /sd names a publisher: %s", body)
+	}
+}
+
+func TestRunForgetsSilentGroups(t *testing.T) {
+	s := newServed(t, Options{MaxAge: 50 * time.Millisecond, DeleteAfter: 100 * time.Millisecond})
+	s.offer(scrapeOf(t, "dc1", "node", "a", time.Now(), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	testenv.Run(t, s.o.Run)
+	testenv.WaitFor(t, "the silent group to be forgotten", 5*time.Second, func() bool {
+		return testutil.ToFloat64(s.o.metrics.deleted) == 1
+	})
+	if code, _, _ := s.get(t, groupQuery("", "node", "a")); code != http.StatusNotFound {
+		t.Errorf("a forgotten group answers %d, want 404", code)
+	}
+	if n := s.o.store.count(time.Time{}); n.groups != 0 || n.bytes != 0 {
+		t.Errorf("still holds %+v", n)
+	}
+}
+
+func TestGauges(t *testing.T) {
+	now := time.Now()
+	s := newServed(t, Options{MaxAge: time.Minute, MaxGroups: 10, MaxBytes: 1 << 20})
+	s.offer(scrapeOf(t, "dc1", "node", "ok", now, testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	s.offer(scrapeOf(t, "dc1", "node", "down", now, "", nil, envelope.CodecSnappy))
+	s.offer(scrapeOf(t, "dc1", "node", "old", now.Add(-2*time.Minute), "", nil, envelope.CodecSnappy))
+	want := `
+# HELP prometheus_streams_serve_groups Groups held, by state of their newest scrape: ok, failed (the scrape at the poller failed), stale (older than max_age). Each is one target in /sd.
+# TYPE prometheus_streams_serve_groups gauge
+prometheus_streams_serve_groups{state="failed"} 1
+prometheus_streams_serve_groups{state="ok"} 1
+prometheus_streams_serve_groups{state="stale"} 1
+# HELP prometheus_streams_serve_max_groups serve.max_groups: the most groups held.
+# TYPE prometheus_streams_serve_max_groups gauge
+prometheus_streams_serve_max_groups 10
+`
+	if err := testutil.GatherAndCompare(s.reg, strings.NewReader(want), "prometheus_streams_serve_groups", "prometheus_streams_serve_max_groups"); err != nil {
+		t.Error(err)
+	}
+	if got := s.o.store.count(time.Time{}).bytes; got <= 0 {
+		t.Errorf("held bytes %d", got)
+	}
+}

@@ -1,0 +1,158 @@
+package serve
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/choria-io/prometheus-streams/envelope"
+)
+
+// Refusals of a scrape the store has no room for.
+var (
+	// ErrTooManyGroups: holding a new group would pass max_groups.
+	ErrTooManyGroups = errors.New("serve: max_groups reached")
+	// ErrTooManyBytes: holding the scrape would pass max_bytes.
+	ErrTooManyBytes = errors.New("serve: max_bytes reached")
+)
+
+// groupID identifies a group: job, instance and, with the publisher label,
+// the publisher.
+type groupID struct {
+	job, instance, publisher string
+}
+
+// held is a group's newest scrape, its body still compressed.
+type held struct {
+	id  groupID
+	env *envelope.Envelope // Payload is a copy of its own, of exactly its length
+	// size is what the group counts against max_bytes: the payload and the
+	// header strings.
+	size int64
+}
+
+// heldSize is what env costs to hold, for max_bytes: the bytes that grow
+// with input (the payload and the strings); the fixed overhead per group is
+// bounded by max_groups.
+func heldSize(env *envelope.Envelope) int64 {
+	return int64(len(env.Payload) + len(env.Job) + len(env.Instance) + len(env.Publisher) + len(env.Error) + len(env.ContentType))
+}
+
+// store holds each group's newest scrape, bounded by a number of groups and
+// of bytes. Safe for concurrent use: Offer writes from the stream's
+// goroutine while scrape requests read.
+type store struct {
+	maxGroups int
+	maxBytes  int64
+
+	mu     sync.RWMutex
+	groups map[groupID]*held
+	bytes  int64
+}
+
+func newStore(maxGroups int, maxBytes int64) *store {
+	return &store{maxGroups: maxGroups, maxBytes: maxBytes, groups: map[groupID]*held{}}
+}
+
+// put holds env for id unless the group already has a scrape that started
+// at the same time or later (superseded, false) or there is no room for it
+// (an error wrapping ErrTooManyGroups or ErrTooManyBytes). A scrape is
+// refused rather than an older group evicted: which groups matter is the
+// operator's call, and a refusal is counted where an eviction would
+// silently take a target away.
+func (s *store) put(id groupID, env *envelope.Envelope) (bool, error) {
+	size := heldSize(env)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.groups[id]
+	if old != nil && !env.ScrapeStart.After(old.env.ScrapeStart) {
+		return false, nil
+	}
+	var oldSize int64
+	if old != nil {
+		oldSize = old.size
+	} else if len(s.groups) >= s.maxGroups {
+		return false, fmt.Errorf("%w (%d groups): %s/%s not held", ErrTooManyGroups, s.maxGroups, id.job, id.instance)
+	}
+	if s.bytes-oldSize+size > s.maxBytes {
+		return false, fmt.Errorf("%w (%d bytes held, %d more needed, limit %d): %s/%s not held", ErrTooManyBytes, s.bytes, size-oldSize, s.maxBytes, id.job, id.instance)
+	}
+	s.groups[id] = &held{id: id, env: env, size: size}
+	s.bytes += size - oldSize
+	return true, nil
+}
+
+// get returns the group's newest scrape, or nil.
+func (s *store) get(id groupID) *envelope.Envelope {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if h := s.groups[id]; h != nil {
+		return h.env
+	}
+	return nil
+}
+
+// removeBefore forgets the groups whose newest scrape started before t and
+// returns how many.
+func (s *store) removeBefore(t time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id, h := range s.groups {
+		if h.env.ScrapeStart.Before(t) {
+			delete(s.groups, id)
+			s.bytes -= h.size
+			n++
+		}
+	}
+	return n
+}
+
+// list returns the groups whose newest scrape started at or after since,
+// sorted, so /sd answers the same document for the same state.
+func (s *store) list(since time.Time) []groupID {
+	s.mu.RLock()
+	ids := make([]groupID, 0, len(s.groups))
+	for id, h := range s.groups {
+		if !h.env.ScrapeStart.Before(since) {
+			ids = append(ids, id)
+		}
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(ids, func(a, b groupID) int {
+		if c := strings.Compare(a.job, b.job); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.instance, b.instance); c != 0 {
+			return c
+		}
+		return strings.Compare(a.publisher, b.publisher)
+	})
+	return ids
+}
+
+// counts is the store's state for its gauges.
+type counts struct {
+	groups, failed, stale int
+	bytes                 int64
+}
+
+// count returns the number of groups held, of those whose newest scrape
+// failed and of those older than staleBefore, and the bytes held.
+func (s *store) count(staleBefore time.Time) counts {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c := counts{groups: len(s.groups), bytes: s.bytes}
+	for _, h := range s.groups {
+		switch {
+		case h.env.ScrapeStart.Before(staleBefore):
+			c.stale++
+		case h.env.Outcome != envelope.OutcomeSuccess:
+			c.failed++
+		}
+	}
+	return c
+}

@@ -1,0 +1,61 @@
+package receiver
+
+import (
+	"context"
+
+	"github.com/choria-io/prometheus-streams/output"
+	"github.com/choria-io/prometheus-streams/stream"
+)
+
+// replaying returns the outputs that take the replay at start, or nil when
+// the subscriber cannot replay.
+func (r *Receiver) replaying() []output.Output {
+	if _, ok := r.sub.(stream.Replayer); !ok {
+		return nil
+	}
+	var outs []output.Output
+	for _, o := range r.outs {
+		if o.Replays() {
+			outs = append(outs, o)
+		}
+	}
+	return outs
+}
+
+// replay re-reads the last max_age of the stream for outs, beside the
+// durable subscription, so an output that holds scrapes in memory has every
+// group again within seconds of a start instead of after a scrape interval.
+// The replayed messages are never acknowledged (the replay's subscription
+// is not the durable one) and are checked like any other; what the durable
+// then delivers again is superseded or replaces them, latest-wins.
+func (r *Receiver) replay(ctx context.Context, outs []output.Output) {
+	window := r.live.Load().MaxAge
+	start := r.now()
+	n := 0
+	err := r.sub.(stream.Replayer).Replay(ctx, window, func(m stream.Message) {
+		r.metrics.replayed.Inc()
+		if r.stopping.Load() {
+			return
+		}
+		env, reason, _ := r.accept(m.Data())
+		if reason != "" {
+			return // dropped again, and counted, when the durable delivers it
+		}
+		n++
+		for _, o := range outs {
+			o.Offer(env, replayed{})
+		}
+	})
+	if err != nil {
+		r.log.Warn("replaying the stream's recent scrapes at start was cut short; the groups missing come back with their next scrape", "err", err, "offered", n)
+		return
+	}
+	r.log.Info("replayed the stream's recent scrapes", "window", window, "offered", n, "took", r.now().Sub(start).Round(1e6))
+}
+
+// replayed is the Delivery of a replayed message: there is nothing to
+// acknowledge.
+type replayed struct{}
+
+// Done implements output.Delivery.
+func (replayed) Done(string, error) {}
