@@ -32,6 +32,11 @@ type ServeConfig struct {
 	// the Host of the request to /sd, which is where Prometheus reached
 	// this receiver.
 	Address string `yaml:"address,omitempty"`
+	// Scheme is written into /sd as every target's __scheme__: "http" or
+	// "https". "" (the default) is the monitor endpoint's own: https when
+	// monitor_web_config serves TLS. Set it for a load balancer that
+	// terminates or adds TLS in front of the receiver.
+	Scheme string `yaml:"scheme,omitempty"`
 	// PublisherLabel adds the publishing poller's identity to every /sd
 	// target under PublisherLabelName. It defaults to true, unlike
 	// push_gateway's: two DCs may well have the same job and instance, and
@@ -100,6 +105,9 @@ func (s *ServeConfig) check(k *checker, p keyPath) {
 		if err := checkHostPort(s.Address); err != nil {
 			k.errorf(p.with("address"), "%w", err)
 		}
+	}
+	if s.Scheme != "" && s.Scheme != "http" && s.Scheme != "https" {
+		k.errorf(p.with("scheme"), "%q is neither http nor https", s.Scheme)
 	}
 	checkPublisherLabelName(k, p.with("publisher_label_name"), s.PublisherLabelName)
 	if s.MaxGroups < 1 {

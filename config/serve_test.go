@@ -35,6 +35,7 @@ func TestServeDefaults(t *testing.T) {
 		},
 		{"delete_after equal to max_age", "max_age: 5m\nserve_targets: true\nserve: {delete_after: 5m}\n", serveWith(func(s *ServeConfig) { s.DeleteAfter = Duration(5 * time.Minute) })},
 		{"address with an IPv6 host", "serve_targets: true\nserve: {address: '[::1]:9100'}\n", serveWith(func(s *ServeConfig) { s.Address = "[::1]:9100" })},
+		{"https behind a load balancer", "serve_targets: true\nserve: {address: 'lb:443', scheme: https}\n", serveWith(func(s *ServeConfig) { s.Address, s.Scheme = "lb:443", "https" })},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,7 +62,7 @@ func TestServeFullSample(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &ServeConfig{
-		Address: "receiver.dc2.example.net:443", PublisherLabel: false, PublisherLabelName: "dc",
+		Address: "receiver.dc2.example.net:443", Scheme: "https", PublisherLabel: false, PublisherLabelName: "dc",
 		DeleteAfter: Duration(2 * time.Hour), MaxGroups: 5000, MaxBytes: 256 << 20, MaxConcurrentScrapes: 16,
 		WriteTimeout: Duration(30 * time.Second),
 	}
@@ -87,6 +88,7 @@ func TestServeParseErrors(t *testing.T) {
 		{"address without a host", "serve_targets: true\nserve:\n  address: ':443'\n", `config.yaml:3: serve.address: ":443" is not host:port: both the host and the port are required`},
 		{"address with a scheme", "serve_targets: true\nserve:\n  address: 'http://r:443'\n", `config.yaml:3: serve.address: "http://r:443" is not host:port: too many colons in address`},
 		{"label name invalid", "serve_targets: true\nserve:\n  publisher_label_name: a-b\n", `config.yaml:3: serve.publisher_label_name: "a-b" is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)`},
+		{"scheme", "serve_targets: true\nserve:\n  scheme: ftp\n", `config.yaml:3: serve.scheme: "ftp" is neither http nor https`},
 		{"label name reserved", "serve_targets: true\nserve:\n  publisher_label_name: __address__\n", `config.yaml:3: serve.publisher_label_name: "__address__" is reserved`},
 		{"delete_after shorter than max_age", "max_age: 2h\nserve_targets: true\nserve:\n  delete_after: 1h\n", "config.yaml:4: serve.delete_after: 1h is shorter than max_age 2h"},
 		{"delete_after 0", "serve_targets: true\nserve:\n  delete_after: 0\n", "config.yaml:3: serve.delete_after: 0s is shorter than max_age 2m"},

@@ -116,15 +116,16 @@ type liveCheck struct {
 
 // TestDashboardAndRulesAgainstRealPrometheus runs the pipeline into Debian's
 // Prometheus as in production (the Pushgateway with honor_labels, the
-// receiver's monitor port; the poller's own metrics only through the
-// pipeline) with the rule files loaded, then checks that every expression
-// of the Grafana dashboards and the rules returns data: each panel query
-// for every value of its variables, each variable's label_values, each
-// recording rule and the series it records, each alert's condition without
-// its threshold, and every series selector any of them reads. It then
-// checks that no alert's condition holds while everything is healthy,
-// stops the node exporter and expects the target-down alert's expression
-// to return exactly that target.
+// receiver's monitor port, the receiver's served targets through its /sd;
+// the poller's own metrics only through the pipeline) with the rule files
+// loaded, then checks that every expression of the Grafana dashboards and
+// the rules returns data: each panel query for every value of its
+// variables, each variable's label_values, each recording rule and the
+// series it records, each alert's condition without its threshold, and
+// every series selector any of them reads. It then checks that no alert's
+// condition holds while everything is healthy, stops the node exporter and
+// expects the target-down alert's expression to return exactly that
+// target.
 func TestDashboardAndRulesAgainstRealPrometheus(t *testing.T) {
 	requireDebianPrometheus(t)
 	dashboards := loadDashboards(t)
@@ -140,6 +141,8 @@ func TestDashboardAndRulesAgainstRealPrometheus(t *testing.T) {
 		`prometheus_streams_poller_published_total{job="prometheus_streams",instance="DC1",publisher="DC1"} > 0`,
 		`prometheus_streams_receiver_last_push_timestamp_seconds{publisher="DC1"}`,
 		`push_time_seconds{job="prometheus_streams",instance="DC1",publisher="DC1"}`,
+		`up{job="node",instance="node1",publisher="DC1",output="serve"} == 1`,
+		`prometheus_streams_serve_scrape_requests_total{outcome="ok"} > 0`,
 	} {
 		waitUntil(t, q, func() error { return promHas(client, p.prom.base, q) }, all...)
 	}
@@ -378,8 +381,10 @@ func rulesHealthy(c *http.Client, base string, n int) error {
 	return errors.Join(errs...)
 }
 
-// startMonitoredPipeline starts what startPipeline does, with a Prometheus
-// that also scrapes the receiver's monitor port and loads ruleFiles.
+// startMonitoredPipeline starts what startPipeline does, with a receiver
+// that also serves its targets (serve_targets) and a Prometheus that also
+// scrapes the receiver's monitor port and its served targets, and loads
+// ruleFiles.
 func startMonitoredPipeline(t *testing.T, ruleFiles []string) *pipeline {
 	t.Helper()
 	dir := t.TempDir()
@@ -388,36 +393,50 @@ func startMonitoredPipeline(t *testing.T, ruleFiles []string) *pipeline {
 	pgw := testenv.Pushgateway(t, embedded.PushgatewayOptions{Listen: "127.0.0.1:0", Logger: logger})
 
 	ports := freePorts(t, 4)
-	p := &pipeline{pidFile: filepath.Join(dir, "poller.pid")}
+	p := &pipeline{}
 	nodeURL := "http://" + hostPort(ports[0]) + "/metrics"
 	p.node = startNodeExporter(t, dir, nodeURL)
 	cfg := streamsConfig{ClusterID: nats.ClusterID(), NATSURLs: nats.URL(), PushgatewayURL: pgw.URL(), NodeURL: nodeURL}
-	p.poller, p.receiver = startDaemons(t, dir, cfg, ports[1], ports[2], p.pidFile)
+	p.poller, p.receiver = startMonitoredDaemons(t, dir, cfg, ports[1], ports[2])
 
 	pgwURL, err := url.Parse(pgw.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	promCfg := writeFile(t, dir, "prometheus.yml", render(t, "prometheus-dashboard.yml.tmpl", dashboardPromConfig{
+	p.prom = runPrometheus(t, dir, hostPort(ports[3]), render(t, "prometheus-dashboard.yml.tmpl", dashboardPromConfig{
 		PushgatewayHost: pgwURL.Host,
 		ReceiverHost:    hostPort(ports[2]),
 		RuleFiles:       ruleFiles,
 	}))
-	listen := hostPort(ports[3])
-	p.prom = &prometheus{
-		process: startProcess(t, dir, "prometheus", nil, prometheusBin,
-			"--config.file="+promCfg,
-			"--storage.tsdb.path="+filepath.Join(dir, "prometheus-data"),
-			"--web.listen-address="+listen,
-		),
-		base: "http://" + listen,
-	}
-	client := newHTTPClient(t)
-	waitUntil(t, "Prometheus /-/ready", func() error {
-		_, err := get(client, p.prom.base+"/-/ready")
-		return err
-	}, p.prom.process)
 	return p
+}
+
+// monitoredReceiverServe is added to the monitored pipeline's receiver
+// file: the receiver pushes and also serves its targets, so the serving
+// output's panels and alerts have data. Bounds far below the defaults give
+// the dashboard's fill ratios a value that shows.
+const monitoredReceiverServe = `serve_targets: true
+serve:
+  max_groups: 1000
+  max_bytes: 64MiB
+`
+
+// startMonitoredDaemons runs the poller and the receiver of the built
+// binary, each on the 1.0 file filled from cfg, the receiver's with
+// monitoredReceiverServe added, and waits until both are connected to NATS
+// Streaming.
+func startMonitoredDaemons(t *testing.T, dir string, cfg streamsConfig, pollerMon, receiverMon int) (poller, receiver *process) {
+	t.Helper()
+	start := func(role string, mon int, extra string) *process {
+		cfg.MonitorPort = mon
+		cfg.LogFile = filepath.Join(dir, role+".log")
+		file := writeFile(t, dir, role+".yaml", append(render(t, "prometheus-streams-1.0.yaml.tmpl", cfg), extra...))
+		return startProcess(t, dir, role, []string{cfg.LogFile}, binary, role, "--config", file)
+	}
+	poller = start("poller", pollerMon, "")
+	receiver = start("receiver", receiverMon, monitoredReceiverServe)
+	waitConnected(t, map[string]int{"poller": pollerMon, "receiver": receiverMon}, poller, receiver)
+	return poller, receiver
 }
 
 // dashboardPromConfig fills testdata/prometheus-dashboard.yml.tmpl.

@@ -95,13 +95,7 @@ func startDaemons(t *testing.T, dir string, cfg streamsConfig, pollerMon, receiv
 	poller = start("poller", pollerMon, func(f string) []string { return []string{"--config", f, "--pid", pidFile, "poller"} })
 	receiver = start("receiver", receiverMon, func(f string) []string { return []string{"receiver", "--config", f} })
 
-	client := newHTTPClient(t)
-	for role, port := range map[string]int{"poller": pollerMon, "receiver": receiverMon} {
-		waitUntil(t, role+" /readyz (connected to NATS Streaming)", func() error {
-			_, err := get(client, "http://"+hostPort(port)+"/readyz")
-			return err
-		}, poller, receiver)
-	}
+	waitConnected(t, map[string]int{"poller": pollerMon, "receiver": receiverMon}, poller, receiver)
 	waitUntil(t, "the poller's --pid file", func() error {
 		b, err := os.ReadFile(pidFile)
 		if err != nil {
@@ -121,19 +115,26 @@ type prometheus struct {
 	base string
 }
 
-// startPrometheus runs Debian's Prometheus on listen, scraping the
-// Pushgateway at pgwURL every second with honor_labels, and waits until it
-// is ready.
+// startPrometheus runs Debian's Prometheus with the configuration of
+// testdata/prometheus.yml.tmpl, which scrapes the Pushgateway at pgwURL
+// every second with honor_labels, and waits until it is ready.
 func startPrometheus(t *testing.T, dir, listen, pgwURL string) *prometheus {
 	t.Helper()
 	u, err := url.Parse(pgwURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := writeFile(t, dir, "prometheus.yml", render(t, "prometheus.yml.tmpl", promConfig{PushgatewayHost: u.Host}))
+	return runPrometheus(t, dir, listen, render(t, "prometheus.yml.tmpl", promConfig{PushgatewayHost: u.Host}))
+}
+
+// runPrometheus runs Debian's Prometheus on listen with the configuration
+// file cfg, its data in dir, and waits until it is ready.
+func runPrometheus(t *testing.T, dir, listen string, cfg []byte) *prometheus {
+	t.Helper()
+	file := writeFile(t, dir, "prometheus.yml", cfg)
 	p := &prometheus{
 		process: startProcess(t, dir, "prometheus", nil, prometheusBin,
-			"--config.file="+cfg,
+			"--config.file="+file,
 			"--storage.tsdb.path="+filepath.Join(dir, "prometheus-data"),
 			"--web.listen-address="+listen,
 		),
@@ -145,4 +146,18 @@ func startPrometheus(t *testing.T, dir, listen, pgwURL string) *prometheus {
 		return err
 	}, p.process)
 	return p
+}
+
+// waitConnected waits until the daemons on the monitor ports (role ->
+// port) answer /readyz: connected to NATS Streaming. procs are watched for
+// an early exit.
+func waitConnected(t *testing.T, ports map[string]int, procs ...*process) {
+	t.Helper()
+	client := newHTTPClient(t)
+	for role, port := range ports {
+		waitUntil(t, role+" /readyz (connected to NATS Streaming)", func() error {
+			_, err := get(client, "http://"+hostPort(port)+"/readyz")
+			return err
+		}, procs...)
+	}
 }

@@ -28,6 +28,7 @@ type metrics struct {
 	replayed       prometheus.Counter
 	acked          prometheus.Counter
 	dropped        *prometheus.CounterVec // reason
+	outputDrops    *prometheus.CounterVec // output, reason
 	messageAge     prometheus.Histogram
 	ackFailures    prometheus.Counter
 	legacyMessages prometheus.Counter
@@ -37,7 +38,9 @@ func dropReasons() []string {
 	return append(append(envelope.Reasons(), output.Reasons()...), dropFuture, dropPublisherNotAllowed, dropJobNotAllowed)
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// newMetrics registers the receiver's metrics, with a series of
+// output_drops_total for each of outputs and each reason an output gives.
+func newMetrics(reg prometheus.Registerer, outputs []string) (*metrics, error) {
 	m := &metrics{
 		received: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "messages_received_total",
@@ -55,6 +58,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: namespace, Subsystem: subsystem, Name: "messages_dropped_total",
 			Help: "Messages acknowledged without any output having taken them, by reason: a decode reason of the envelope, stale (older than max_age), future (starts more than 30s ahead of the receiver's clock), publisher_not_allowed and job_not_allowed (publishers), superseded (a newer scrape of the group was taken or waits), rejected (the Pushgateway answered 4xx), limit (the serving output is full).",
 		}, []string{"reason"}),
+		outputDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "output_drops_total",
+			Help: "Scrapes an output let go without taking them, by output (push, serve) and reason: stale (older than max_age before it could be pushed), superseded (a newer scrape of the group was taken or waits), rejected (the Pushgateway answered 4xx), limit (the serving output is full), or a decode reason of the body. Counts each output's drops, also of messages another output took.",
+		}, []string{"output", "reason"}),
 		messageAge: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "message_age_seconds",
 			Help:    "Age of a scrape (since its start at the poller) when its message arrives.",
@@ -72,7 +79,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range dropReasons() {
 		m.dropped.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.received, m.replayed, m.acked, m.dropped, m.messageAge, m.ackFailures, m.legacyMessages} {
+	for _, o := range outputs {
+		for _, r := range output.Reasons() {
+			m.outputDrops.WithLabelValues(o, r)
+		}
+	}
+	for _, c := range []prometheus.Collector{m.received, m.replayed, m.acked, m.dropped, m.outputDrops, m.messageAge, m.ackFailures, m.legacyMessages} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register receiver metrics: %w", err)
 		}

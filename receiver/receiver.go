@@ -67,7 +67,11 @@ func New(opts Options, sub stream.Subscriber, outs []output.Output, logger *slog
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	m, err := newMetrics(reg)
+	names := make([]string, len(outs))
+	for i, o := range outs {
+		names[i] = o.Name()
+	}
+	m, err := newMetrics(reg, names)
 	if err != nil {
 		return nil, err
 	}
@@ -106,19 +110,27 @@ func (r *Receiver) Run(ctx context.Context) error {
 	subErr := make(chan error, 1)
 	go func() { subErr <- r.sub.Subscribe(subCtx, r.handle) }()
 
+	// An output that fails stops the receiver, as the end of ctx does.
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
 	var wg sync.WaitGroup
 	errs := make([]error, len(r.outs))
 	for i, o := range r.outs {
 		wg.Go(func() {
-			if err := o.Run(ctx); err != nil {
+			if err := o.Run(runCtx); err != nil {
 				errs[i] = fmt.Errorf("%s output: %w", o.Name(), err)
+				stop()
 			}
 		})
 	}
-	if replayTo := r.replaying(); len(replayTo) > 0 {
-		wg.Go(func() { r.replay(ctx, replayTo) })
+	wg.Go(func() { r.replay(runCtx) })
+	select {
+	case <-runCtx.Done():
+	case err := <-subErr:
+		// The subscription ended by itself: nothing more arrives.
+		subErr <- err
+		stop()
 	}
-	<-ctx.Done()
 	r.stopping.Store(true)
 	wg.Wait()
 	cancelSub()
@@ -136,7 +148,7 @@ func (r *Receiver) handle(m stream.Message) {
 	if r.stopping.Load() {
 		return // not acknowledged: redelivered after the restart
 	}
-	env, reason, err := r.accept(m.Data())
+	env, reason, err := r.accept(m.Data(), false)
 	if reason != "" {
 		r.drop(m, reason, err)
 		return
@@ -149,17 +161,21 @@ func (r *Receiver) handle(m stream.Message) {
 }
 
 // accept decodes and checks one message: it returns the scrape, or the
-// reason (and error, for the log) it is dropped for.
-func (r *Receiver) accept(data []byte) (*envelope.Envelope, string, error) {
+// reason (and error, for the log) it is dropped for. A replayed message is
+// left out of the metrics of arriving messages: the durable delivers (or
+// delivered) it too.
+func (r *Receiver) accept(data []byte, replayed bool) (*envelope.Envelope, string, error) {
 	env, err := envelope.Decode(data)
 	if err != nil {
 		return nil, envelope.Reason(err), err
 	}
-	if env.Legacy {
-		r.metrics.legacyMessages.Inc()
-	}
 	age := r.now().Sub(env.ScrapeStart)
-	r.metrics.messageAge.Observe(max(age, 0).Seconds())
+	if !replayed {
+		if env.Legacy {
+			r.metrics.legacyMessages.Inc()
+		}
+		r.metrics.messageAge.Observe(max(age, 0).Seconds())
+	}
 	if age > r.live.Load().MaxAge {
 		return nil, output.ReasonStale, nil
 	}
@@ -259,6 +275,7 @@ type delivery struct {
 // not lost.
 func (d *delivery) settle(out, reason string, err error) {
 	if reason != "" {
+		d.r.metrics.outputDrops.WithLabelValues(out, reason).Inc()
 		d.r.logDrop(out, reason, err)
 	}
 	d.mu.Lock()

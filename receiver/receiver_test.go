@@ -2,8 +2,13 @@ package receiver
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +20,7 @@ import (
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/internal/testenv"
 	"github.com/choria-io/prometheus-streams/output"
+	"github.com/choria-io/prometheus-streams/output/serve"
 	"github.com/choria-io/prometheus-streams/stream"
 )
 
@@ -28,15 +34,25 @@ type recorder struct {
 	reason  string
 	hold    bool
 	replays bool
+	runErr  error // returned by Run at once
+
+	replayDone atomic.Bool
 
 	mu      sync.Mutex
 	offered []*envelope.Envelope
 	held    []output.Delivery
 }
 
-func (r *recorder) Name() string                  { return r.name }
-func (r *recorder) Replays() bool                 { return r.replays }
-func (r *recorder) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+func (r *recorder) Name() string  { return r.name }
+func (r *recorder) Replays() bool { return r.replays }
+func (r *recorder) Run(ctx context.Context) error {
+	if r.runErr != nil {
+		return r.runErr
+	}
+	<-ctx.Done()
+	return nil
+}
+func (r *recorder) ReplayDone() { r.replayDone.Store(true) }
 
 func (r *recorder) Offer(env *envelope.Envelope, d output.Delivery) {
 	r.mu.Lock()
@@ -211,7 +227,12 @@ func TestReplayAtStartFeedsOnlyTheOutputsThatReplay(t *testing.T) {
 	push := &recorder{name: "push"}
 	serve := &recorder{name: "serve", replays: true}
 	r, _ = b.start(t, Options{}, push, serve)
-	testenv.WaitFor(t, "the replay to offer every scrape of the window", 5*time.Second, func() bool { return len(serve.instances()) == 5 })
+	testenv.WaitFor(t, "the replay to offer every scrape of the window and end", 5*time.Second, func() bool {
+		return len(serve.instances()) == 5 && serve.replayDone.Load()
+	})
+	if push.replayDone.Load() {
+		t.Error("the output that does not replay was told the replay ended")
+	}
 	if got := fmt.Sprint(serve.instances()); got != "[i0 i1 i2 i3 i4]" {
 		t.Errorf("replayed %s, want every scrape in order", got)
 	}
@@ -236,5 +257,68 @@ func TestNewNeedsAnOutput(t *testing.T) {
 	}
 	if _, err := New(Options{}, nil, []output.Output{&recorder{}}, nil, prometheus.NewRegistry()); err == nil {
 		t.Error("a zero max_age accepted")
+	}
+}
+
+// The serving output behind a real stream: a restarted receiver serves the
+// groups again from the replay before any new scrape arrives, and the
+// durable's redelivery of a held scrape is no drop.
+func TestRestartedReceiverServesFromTheReplay(t *testing.T) {
+	b := newBench(t)
+	now := time.Now()
+	newServe := func() *serve.Output {
+		out, err := serve.New(serve.Options{MaxAge: time.Minute}, nil, prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	sdLists := func(out *serve.Output, n int) bool {
+		rec := httptest.NewRecorder()
+		out.SDHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, serve.SDPath, nil))
+		return rec.Code == http.StatusOK && strings.Count(rec.Body.String(), `"targets"`) == n
+	}
+	first := newServe()
+	r, stop := b.start(t, Options{}, first)
+	for i := range 3 {
+		b.publish(t, fmt.Sprint("i", i), now)
+	}
+	testenv.WaitFor(t, "the first receiver to hold and ack every scrape", 5*time.Second, func() bool {
+		return sdLists(first, 3) && testutil.ToFloat64(r.metrics.acked) == 3
+	})
+	stop()
+
+	second := newServe()
+	r, _ = b.start(t, Options{}, second)
+	testenv.WaitFor(t, "the restarted receiver to serve every group from the replay", 5*time.Second, func() bool { return sdLists(second, 3) })
+	// The same scrape again, as the durable delivers an unacknowledged one.
+	b.publish(t, "i0", now)
+	testenv.WaitFor(t, "the redelivery to be acknowledged", 5*time.Second, func() bool { return testutil.ToFloat64(r.metrics.acked) == 1 })
+	for _, reason := range dropReasons() {
+		if n := testutil.ToFloat64(r.metrics.dropped.WithLabelValues(reason)); n != 0 {
+			t.Errorf("dropped{%s} = %v: a scrape the output holds is no drop", reason, n)
+		}
+	}
+}
+
+func TestAFailingOutputStopsTheReceiver(t *testing.T) {
+	b := newBench(t)
+	sub, err := stream.NewSTANSubscriber(b.options("receiver"), nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Options{MaxAge: time.Minute}, sub, []output.Output{&recorder{name: "serve"}, &recorder{name: "push", runErr: errors.New("boom")}}, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "push output: boom") {
+			t.Errorf("Run returned %v, want the push output's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after an output failed")
 	}
 }

@@ -7,12 +7,8 @@ import (
 	"github.com/choria-io/prometheus-streams/stream"
 )
 
-// replaying returns the outputs that take the replay at start, or nil when
-// the subscriber cannot replay.
+// replaying returns the outputs that take the replay at start.
 func (r *Receiver) replaying() []output.Output {
-	if _, ok := r.sub.(stream.Replayer); !ok {
-		return nil
-	}
 	var outs []output.Output
 	for _, o := range r.outs {
 		if o.Replays() {
@@ -28,16 +24,32 @@ func (r *Receiver) replaying() []output.Output {
 // The replayed messages are never acknowledged (the replay's subscription
 // is not the durable one) and are checked like any other; what the durable
 // then delivers again is superseded or replaces them, latest-wins.
-func (r *Receiver) replay(ctx context.Context, outs []output.Output) {
+//
+// Each output that replays is told when the replay has ended (ReplayDone),
+// also when it was cut short or the subscriber cannot replay.
+func (r *Receiver) replay(ctx context.Context) {
+	outs := r.replaying()
+	if len(outs) == 0 {
+		return
+	}
+	defer func() {
+		for _, o := range outs {
+			o.ReplayDone()
+		}
+	}()
+	replayer, ok := r.sub.(stream.Replayer)
+	if !ok {
+		return
+	}
 	window := r.live.Load().MaxAge
 	start := r.now()
 	n := 0
-	err := r.sub.(stream.Replayer).Replay(ctx, window, func(m stream.Message) {
+	err := replayer.Replay(ctx, window, func(m stream.Message) {
 		r.metrics.replayed.Inc()
 		if r.stopping.Load() {
 			return
 		}
-		env, reason, _ := r.accept(m.Data())
+		env, reason, _ := r.accept(m.Data(), true)
 		if reason != "" {
 			return // dropped again, and counted, when the durable delivers it
 		}

@@ -13,7 +13,8 @@ const (
 	// the replay is not paced by acknowledgement round trips; it is also
 	// the most messages a replay holds in memory, as the client library
 	// buffers what the server sends and the server sends no more than this
-	// unacknowledged.
+	// unacknowledged. A smaller max_inflight of the stream section, which
+	// an operator sets to bound memory, wins.
 	replayMaxInflight = 256
 	// replayAckWait is long because a replay's messages are acknowledged
 	// only once the handler takes them: with a short one, a slow handler
@@ -24,6 +25,12 @@ const (
 	// subscription's stored messages right after accepting it, so a
 	// second of silence means there are none, with a wide margin.
 	replayIdle = time.Second
+	// replaySeek is how long a replay waits for its next message when the
+	// channel's last message lies within the window, so that at least that
+	// one must come: a server seeking through a large file store may take
+	// longer than replayIdle to send the first, and ending then would
+	// silently replay nothing.
+	replaySeek = 30 * time.Second
 )
 
 var _ Replayer = (*STANSubscriber)(nil)
@@ -54,11 +61,17 @@ func (s *STANSubscriber) Replay(ctx context.Context, window time.Duration, h Han
 	if sc == nil {
 		return nil
 	}
-	head, err := s.head(ctx, sc, down)
+	head, headTime, err := s.head(ctx, sc, down)
 	if err != nil || head == 0 || ctx.Err() != nil {
 		return err
 	}
-	return s.replay(ctx, sc, down, window, head, h)
+	// The server's clock stamps messages and judges the window; ours only
+	// chooses how long to wait, so a skew cannot lose a message.
+	wait := replayIdle
+	if time.Since(headTime) < window {
+		wait = replaySeek
+	}
+	return s.replay(ctx, sc, down, window, head, wait, h)
 }
 
 // await waits for a connection and returns it with the channel that is
@@ -77,43 +90,43 @@ func (c *connection) await(ctx context.Context) (stan.Conn, <-chan struct{}) {
 	}
 }
 
-// head returns the channel's last sequence, or 0 when the channel holds no
-// message (or ctx is done).
-func (s *STANSubscriber) head(ctx context.Context, sc stan.Conn, down <-chan struct{}) (uint64, error) {
+// head returns the channel's last sequence and when the server stored it,
+// or 0 when the channel holds no message (or ctx is done).
+func (s *STANSubscriber) head(ctx context.Context, sc stan.Conn, down <-chan struct{}) (uint64, time.Time, error) {
 	ch := s.c.opts.Channel
-	got := make(chan uint64, 1)
+	got := make(chan *stan.Msg, 1)
 	sub, err := sc.Subscribe(ch, func(m *stan.Msg) {
 		// Only the first message is the last one at subscription time;
 		// whatever is published after it is dropped here.
 		select {
-		case got <- m.Sequence:
+		case got <- m:
 		default:
 		}
 	}, stan.StartWithLastReceived(), stan.MaxInflight(1))
 	if err != nil {
-		return 0, fmt.Errorf("%w: subscribe to %s for its last message: %w", ErrReplayCutShort, ch, err)
+		return 0, time.Time{}, fmt.Errorf("%w: subscribe to %s for its last message: %w", ErrReplayCutShort, ch, err)
 	}
 	defer s.closeReplaySub(sub)
 	idle := time.NewTimer(replayIdle)
 	defer idle.Stop()
 	select {
-	case seq := <-got:
-		return seq, nil
+	case m := <-got:
+		return m.Sequence, time.Unix(0, m.Timestamp), nil
 	case <-ctx.Done():
-		return 0, nil
+		return 0, time.Time{}, nil
 	case <-down:
-		return 0, s.lost(ctx, "before reading the channel's last message")
+		return 0, time.Time{}, s.lost(ctx, "before reading the channel's last message")
 	case <-idle.C:
 		if !sc.NatsConn().IsConnected() {
-			return 0, s.lost(ctx, "before reading the channel's last message")
+			return 0, time.Time{}, s.lost(ctx, "before reading the channel's last message")
 		}
-		return 0, nil
+		return 0, time.Time{}, nil
 	}
 }
 
 // replay passes the messages of the last window up to head to h; see
-// Replay for when it ends.
-func (s *STANSubscriber) replay(ctx context.Context, sc stan.Conn, down <-chan struct{}, window time.Duration, head uint64, h Handler) error {
+// Replay for when it ends. wait is how long it waits for a message.
+func (s *STANSubscriber) replay(ctx context.Context, sc stan.Conn, down <-chan struct{}, window time.Duration, head uint64, wait time.Duration, h Handler) error {
 	ch := s.c.opts.Channel
 	// Messages are handed over to this goroutine, so that h runs here and
 	// never after Replay returned, and the subscription's own goroutine
@@ -125,7 +138,7 @@ func (s *STANSubscriber) replay(ctx context.Context, sc stan.Conn, down <-chan s
 		case msgs <- m:
 		case <-stop:
 		}
-	}, stan.StartAtTimeDelta(window), stan.MaxInflight(replayMaxInflight), stan.AckWait(replayAckWait))
+	}, stan.StartAtTimeDelta(window), stan.MaxInflight(min(s.c.opts.MaxInflight, replayMaxInflight)), stan.AckWait(replayAckWait))
 	if err != nil {
 		return fmt.Errorf("%w: subscribe to %s from %v ago: %w", ErrReplayCutShort, ch, window, err)
 	}
@@ -134,7 +147,7 @@ func (s *STANSubscriber) replay(ctx context.Context, sc stan.Conn, down <-chan s
 		s.closeReplaySub(sub)
 	}()
 
-	idle := time.NewTimer(replayIdle)
+	idle := time.NewTimer(wait)
 	defer idle.Stop()
 	var last uint64
 	passed := 0
@@ -158,6 +171,9 @@ func (s *STANSubscriber) replay(ctx context.Context, sc stan.Conn, down <-chan s
 			if !sc.NatsConn().IsConnected() {
 				return s.lost(ctx, fmt.Sprintf("after %d messages", passed))
 			}
+			if wait == replaySeek {
+				return fmt.Errorf("%w: no message for %v after %d, before the channel's last (sequence %d) that lies within the window", ErrReplayCutShort, wait, passed, head)
+			}
 			s.c.log.Debug("replay found no more messages in the window", "window", window, "passed", passed)
 			return nil
 		case m := <-msgs:
@@ -176,7 +192,7 @@ func (s *STANSubscriber) replay(ctx context.Context, sc stan.Conn, down <-chan s
 					return nil
 				}
 			}
-			idle.Reset(replayIdle)
+			idle.Reset(wait)
 		}
 	}
 }

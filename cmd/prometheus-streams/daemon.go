@@ -313,11 +313,14 @@ func buildPushOutput(cfg *config.Config, logger *slog.Logger, reg prometheus.Reg
 // buildServeOutput builds the target-serving output of serve_targets. Its
 // handlers go on the monitor endpoint, whose scheme /sd announces.
 func buildServeOutput(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*serve.Output, error) {
-	scheme, err := monitor.Scheme(cfg.MonitorWebConfig)
-	if err != nil {
-		return nil, err
-	}
 	sc := cfg.Serve
+	scheme := sc.Scheme
+	if scheme == "" {
+		var err error
+		if scheme, err = monitor.Scheme(cfg.MonitorWebConfig); err != nil {
+			return nil, err
+		}
+	}
 	return serve.New(serve.Options{
 		MaxAge:               time.Duration(cfg.MaxAge),
 		DeleteAfter:          time.Duration(sc.DeleteAfter),

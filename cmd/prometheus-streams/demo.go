@@ -15,6 +15,7 @@ import (
 	"github.com/choria-io/prometheus-streams/config"
 	"github.com/choria-io/prometheus-streams/embedded"
 	"github.com/choria-io/prometheus-streams/internal/monitor"
+	"github.com/choria-io/prometheus-streams/output/serve"
 )
 
 type demoFlags struct {
@@ -27,10 +28,11 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 	f := &demoFlags{}
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the whole pipeline in one process: embedded NATS Streaming and Pushgateway, a poller and a receiver",
+		Short: "Run the whole pipeline in one process: embedded NATS Streaming and Pushgateway, a poller and a receiver that pushes and serves",
 		Long: "Start an embedded NATS Streaming server (memory store, loopback, a free port) and an embedded Pushgateway " +
 			"(the real Pushgateway code) on --pushgateway-listen, then a poller that scrapes its own metrics (job prometheus_streams) " +
-			"and every --target (job demo, instance host:port of the URL) and a receiver that pushes into the Pushgateway. " +
+			"and every --target (job demo, instance host:port of the URL) and a receiver that pushes into the Pushgateway and serves " +
+			"every target to Prometheus at /sd (http_sd) on the monitor endpoint. " +
 			"Ctrl-C stops it.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd, g, f) },
@@ -91,7 +93,9 @@ func runDemo(cmd *cobra.Command, g *globalFlags, f *demoFlags) error {
 	if err != nil {
 		return err
 	}
-	mon, err := monitor.New(cfg.MonitorAddress(), cfg.MonitorWebConfig, reg, func() bool { return p.ready() && r.ready() }, logger)
+	// One monitor for both roles: the poller's metrics and the receiver's
+	// /sd and /scrape.
+	mon, err := monitor.New(cfg.MonitorAddress(), cfg.MonitorWebConfig, reg, func() bool { return p.ready() && r.ready() }, logger, r.monitorOptions...)
 	if err != nil {
 		return err
 	}
@@ -102,6 +106,7 @@ func runDemo(cmd *cobra.Command, g *globalFlags, f *demoFlags) error {
 	fmt.Fprintf(out, "  NATS Streaming  %s  cluster %s, channel prometheus (memory store)\n", nats.URL(), nats.ClusterID())
 	fmt.Fprintf(out, "  Pushgateway     %s  its %s/metrics shows the pushed groups, as Prometheus scrapes them\n", pgw.URL(), pgw.URL())
 	fmt.Fprintf(out, "  own metrics     http://%s/metrics\n", mon.Addr())
+	fmt.Fprintf(out, "  served targets  http://%s%s  http_sd for a Prometheus job: http_sd_configs: [{url: 'http://%s%s'}]\n", mon.Addr(), serve.SDPath, mon.Addr(), serve.SDPath)
 	for _, t := range cfg.Targets() {
 		fmt.Fprintf(out, "  scraping        job=%s instance=%s  %s  every %s\n", t.Job, t.Name, t.URL, f.interval)
 	}
@@ -123,7 +128,7 @@ func demoConfig(natsURL, clusterID, pgwURL string, monPort int, f *demoFlags) st
 	for _, role := range []string{"poller_stream", "receiver_stream"} {
 		fmt.Fprintf(&b, "%s:\n  cluster_id: %q\n  urls: %q\n  topic: prometheus\n", role, clusterID, natsURL)
 	}
-	fmt.Fprintf(&b, "push_gateway:\n  url: %q\n  publisher_label: true\n", pgwURL)
+	fmt.Fprintf(&b, "push_gateway:\n  url: %q\n  publisher_label: true\nserve_targets: true\n", pgwURL)
 	if len(f.targets) > 0 {
 		b.WriteString("jobs:\n  demo:\n    targets:\n")
 		for _, t := range f.targets {

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -110,6 +115,44 @@ func TestDemoRunsThePipelineAndStopsCleanly(t *testing.T) {
 			v, ok := testenv.Value(fams, "up", want)
 			return ok && v == 1
 		})
+	}
+	// The same targets are served for Prometheus: /sd lists them, and the
+	// demo target's scrape answers the exporter's body.
+	sd := regexp.MustCompile(`served targets\s+(http://\S+)`).FindStringSubmatch(out.String())
+	if sd == nil {
+		t.Fatalf("the demo does not print its /sd:\n%s", out.String())
+	}
+	var groups []struct {
+		Targets []string          `json:"targets"`
+		Labels  map[string]string `json:"labels"`
+	}
+	testenv.WaitFor(t, "/sd to list the demo target and the poller itself", 10*time.Second, func() bool {
+		resp, err := http.Get(sd[1])
+		if err != nil {
+			return false
+		}
+		defer func() { _ = resp.Body.Close() }()
+		return json.NewDecoder(resp.Body).Decode(&groups) == nil && len(groups) == 2
+	})
+	served := 0
+	for _, g := range groups {
+		if g.Labels["job"] != "demo" {
+			continue
+		}
+		served++
+		q := url.Values{"job": {"demo"}, "instance": {g.Labels["__param_instance"]}, "publisher": {"demo"}}
+		resp, err := http.Get("http://" + g.Targets[0] + g.Labels["__metrics_path__"] + "?" + q.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !bytes.Equal(body, testenv.Sample(t, "node_exporter.prom")) {
+			t.Errorf("the served demo target: %d, %d bytes; want the exporter's body", resp.StatusCode, len(body))
+		}
+	}
+	if served != 1 {
+		t.Errorf("/sd lists %d demo targets, want 1: %v", served, groups)
 	}
 	cancel()
 	select {

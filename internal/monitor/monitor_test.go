@@ -143,7 +143,9 @@ func TestBasicAuth(t *testing.T) {
 	if scheme, err := Scheme(webConfig); err != nil || scheme != "http" {
 		t.Fatalf("Scheme = %q, %v; want http", scheme, err)
 	}
-	s := serve(t, webConfig, WithPprof(true))
+	// An endpoint a daemon adds, such as the receiver's /sd.
+	added := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("[]")) })
+	s := serve(t, webConfig, WithPprof(true), WithHandler("GET /sd", added))
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
@@ -161,6 +163,8 @@ func TestBasicAuth(t *testing.T) {
 		{"pprof", "/debug/pprof/", "prometheus", "s3cret", http.StatusOK},
 		{"pprof without credentials", "/debug/pprof/", "", "", http.StatusUnauthorized},
 		{"heap profile without credentials", "/debug/pprof/heap", "", "", http.StatusUnauthorized},
+		{"an added endpoint", "/sd", "prometheus", "s3cret", http.StatusOK},
+		{"an added endpoint without credentials", "/sd", "", "", http.StatusUnauthorized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

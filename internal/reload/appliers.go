@@ -62,6 +62,14 @@ type Receiver struct {
 // sections of the outputs running (a removed one is a restart key).
 func (a Receiver) Apply(_ context.Context, cfg *config.Config) ([]any, error) {
 	maxAge := time.Duration(cfg.MaxAge)
+	// The setters refuse only these, which Validate refuses before: checked
+	// here too so that a refusal can never leave a reload half applied.
+	if maxAge <= 0 {
+		return nil, fmt.Errorf("max_age %s is not positive", cfg.MaxAge)
+	}
+	if pg := cfg.PushGateway; pg != nil && pg.DeleteAfter < 0 {
+		return nil, fmt.Errorf("push_gateway.delete_after %s is negative", pg.DeleteAfter)
+	}
 	if err := a.Receiver.SetLive(receiver.Live{MaxAge: maxAge, Publishers: cfg.Publishers}); err != nil {
 		return nil, err
 	}

@@ -130,7 +130,7 @@ func New(opts Options, push *pushgateway.Client, logger *slog.Logger, reg promet
 		groupLabels:    groupLabels,
 		opts:           opts,
 		push:           push,
-		log:            logger.With("component", "receiver"),
+		log:            logger.With("component", "push"),
 		metrics:        m,
 		sched:          sched,
 		book:           newBook(),
@@ -167,6 +167,10 @@ func (r *Output) Name() string { return "push" }
 // output cannot tell which scrape of a group it pushed last, and a replay
 // could push an older scrape over a newer one.
 func (r *Output) Replays() bool { return false }
+
+// ReplayDone implements output.Output; it is never called, as the output
+// does not replay.
+func (r *Output) ReplayDone() {}
 
 // Run implements output.Output: it pushes until ctx is done, then lets
 // pushes under way finish (each bounded by PushTimeout) and settles them;

@@ -101,9 +101,6 @@ func (p *pipe) legacy() float64 {
 	return p.counter("prometheus_streams_receiver_legacy_messages_total", "", "")
 }
 
-// defaultMaxAge is the max_age of the tests that do not set one.
-const defaultMaxAge = time.Minute
-
 // capturingSub is a Subscriber that keeps the handler the receiver
 // subscribes with, so a test can hand it a delivery the real server would
 // refuse to carry (one larger than its max_payload).

@@ -17,6 +17,8 @@ const (
 	offerSuperseded    = "superseded" // the group holds a scrape as new or newer
 	offerRefusedGroups = "refused_max_groups"
 	offerRefusedBytes  = "refused_max_bytes"
+	offerRedelivered   = "redelivered" // the group holds this very scrape
+	offerInvalid       = "invalid"     // the body does not inflate within body_size_limit
 )
 
 // Outcomes of a scrape request.
@@ -68,7 +70,7 @@ func newMetrics(reg prometheus.Registerer, o *Output) (*metrics, error) {
 	m := &metrics{
 		offers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "offers_total",
-			Help: "Scrapes offered to the serving output (replayed ones included), by result: held, superseded (the group holds one as new or newer), refused_max_groups, refused_max_bytes (serve.max_groups or serve.max_bytes reached).",
+			Help: "Scrapes offered to the serving output (replayed ones included), by result: held, redelivered (the group holds this very scrape), superseded (the group holds a newer one), refused_max_groups, refused_max_bytes (serve.max_groups or serve.max_bytes reached), invalid (the body does not inflate within body_size_limit).",
 		}, []string{"result"}),
 		scrapes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "scrape_requests_total",
@@ -92,7 +94,7 @@ func newMetrics(reg prometheus.Registerer, o *Output) (*metrics, error) {
 			Help: "Groups forgotten (and gone from /sd) because no scrape of theirs arrived for serve.delete_after.",
 		}),
 	}
-	for _, r := range []string{offerHeld, offerSuperseded, offerRefusedGroups, offerRefusedBytes} {
+	for _, r := range []string{offerHeld, offerSuperseded, offerRefusedGroups, offerRefusedBytes, offerRedelivered, offerInvalid} {
 		m.offers.WithLabelValues(r)
 	}
 	for _, r := range []string{scrapeOK, scrapeFailed, scrapeStale, scrapeNotFound, scrapeBadRequest, scrapeTooMany, scrapeCorrupt, scrapeWriteError} {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -80,6 +81,13 @@ type Output struct {
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
+	// replayed is set once the replay at start has ended.
+	replayed atomic.Bool
+	started  time.Time
+	// sd is the last /sd document, rebuilt when the store or the address
+	// changed or it is older than sdMaxAge.
+	sdMu sync.Mutex
+	sd   sdDoc
 }
 
 // New applies the defaults to the zero values of opts and registers the
@@ -122,6 +130,7 @@ func New(opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Output,
 		log:   logger.With("component", "serve"),
 		now:   time.Now,
 	}
+	o.started = o.now()
 	o.live.Store(&Live{MaxAge: opts.MaxAge, DeleteAfter: opts.DeleteAfter})
 	m, err := newMetrics(reg, o)
 	if err != nil {
@@ -153,14 +162,28 @@ func (o *Output) Name() string { return "serve" }
 func (o *Output) Replays() bool { return true }
 
 // Offer implements output.Output. It holds env if it is the group's newest
-// scrape and there is room, and settles d at once: held ("") or why not.
+// scrape, its body inflates within the body limit and there is room, and
+// settles d at once: held ("") or why not. A redelivery of the scrape held
+// counts as held.
 func (o *Output) Offer(env *envelope.Envelope, d output.Delivery) {
-	id := o.groupID(env)
-	kept := *env
-	// A copy of exactly its size: the message buffer the payload aliases
-	// is freed, and what max_bytes counts is what is held.
-	kept.Payload = append(make([]byte, 0, len(env.Payload)), env.Payload...)
-	ok, err := o.store.put(id, &kept)
+	if env.Outcome == envelope.OutcomeSuccess {
+		// Inflated once here (a few µs for a node exporter) so that a body
+		// that would only fail at every scrape is refused now, with the
+		// reason the Pushgateway output gives it, instead of replacing a
+		// good scrape.
+		buf := o.bufs.get()
+		body, err := env.Body((*buf)[:0], int(o.opts.BodyLimit))
+		if err == nil {
+			*buf = body
+		}
+		o.bufs.put(buf)
+		if err != nil {
+			o.metrics.offers.WithLabelValues(offerInvalid).Inc()
+			d.Done(envelope.Reason(err), fmt.Errorf("serve output: scrape of %s/%s: %w", env.Job, env.Instance, err))
+			return
+		}
+	}
+	ok, err := o.store.put(o.groupID(env), env)
 	switch {
 	case errors.Is(err, ErrTooManyGroups):
 		o.metrics.offers.WithLabelValues(offerRefusedGroups).Inc()
@@ -170,9 +193,12 @@ func (o *Output) Offer(env *envelope.Envelope, d output.Delivery) {
 		d.Done(output.ReasonLimit, err)
 	case err != nil:
 		d.Done(output.ReasonLimit, fmt.Errorf("serve output: %w", err))
-	case !ok:
+	case ok == putOlder:
 		o.metrics.offers.WithLabelValues(offerSuperseded).Inc()
 		d.Done(output.ReasonSuperseded, nil)
+	case ok == putSame:
+		o.metrics.offers.WithLabelValues(offerRedelivered).Inc()
+		d.Done("", nil)
 	default:
 		o.metrics.offers.WithLabelValues(offerHeld).Inc()
 		d.Done("", nil)
@@ -191,7 +217,7 @@ func (o *Output) groupID(env *envelope.Envelope) groupID {
 // than delete_after until ctx is done. Everything else happens in Offer
 // and the handlers.
 func (o *Output) Run(ctx context.Context) error {
-	period := min(o.live.Load().DeleteAfter/4, 30*time.Second)
+	period := sweepPeriod(o.live.Load().DeleteAfter)
 	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
@@ -205,9 +231,21 @@ func (o *Output) Run(ctx context.Context) error {
 			o.metrics.deleted.Add(float64(n))
 			o.log.Info("no scrape arrived for delete_after; the groups left /sd", "groups", n, "delete_after", live.DeleteAfter)
 		}
-		if p := min(live.DeleteAfter/4, 30*time.Second); p != period {
+		if p := sweepPeriod(live.DeleteAfter); p != period {
 			period = p
 			tick.Reset(period)
 		}
 	}
 }
+
+// sweepPeriod is how often Run looks for groups silent past deleteAfter:
+// often enough that a group leaves /sd within a quarter of it.
+func sweepPeriod(deleteAfter time.Duration) time.Duration {
+	return max(min(deleteAfter/4, 30*time.Second), time.Millisecond)
+}
+
+// ReplayDone implements output.Output: /sd answers from now on. Until then
+// it answers 503, so a Prometheus that knew the targets keeps them (http_sd
+// keeps its last good list on an error) instead of dropping the groups the
+// replay has not restored yet.
+func (o *Output) ReplayDone() { o.replayed.Store(true) }

@@ -26,6 +26,12 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// targetGroup is one entry of the http_sd format.
+type targetGroup struct {
+	Targets []string          `json:"targets"`
+	Labels  map[string]string `json:"labels"`
+}
+
 // settled records how an output settled a delivery.
 type settled struct {
 	mu      sync.Mutex
@@ -97,12 +103,21 @@ func newServed(t *testing.T, opts Options) *served {
 	if err != nil {
 		t.Fatal(err)
 	}
+	o.ReplayDone()
 	mux := http.NewServeMux()
 	mux.Handle("GET "+SDPath, o.SDHandler())
 	mux.Handle("GET "+ScrapePath, o.ScrapeHandler())
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return &served{o: o, reg: reg, srv: srv}
+}
+
+// hold offers env and fails the test unless it is held.
+func (s *served) hold(t *testing.T, env *envelope.Envelope) {
+	t.Helper()
+	if reason, err := s.offer(env); reason != "" {
+		t.Fatalf("%s/%s not held: %s %v", env.Job, env.Instance, reason, err)
+	}
 }
 
 // offer offers env and returns how it was settled.
@@ -118,7 +133,7 @@ func (s *served) get(t *testing.T, pathQuery string) (int, http.Header, []byte) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
@@ -181,10 +196,10 @@ func TestScrapeServesTheBodyAsTheTargetServedIt(t *testing.T) {
 func TestScrapeRefusals(t *testing.T) {
 	now := time.Now()
 	s := newServed(t, Options{PublisherLabel: true, MaxAge: time.Minute})
-	s.offer(scrapeOf(t, "dc1", "node", "ok", now, testenv.TextContentType, []byte("up_value 1\n"), envelope.CodecSnappy))
-	s.offer(scrapeOf(t, "dc1", "node", "down", now, "", nil, envelope.CodecSnappy))
+	s.hold(t, scrapeOf(t, "dc1", "node", "ok", now, testenv.TextContentType, []byte("up_value 1\n"), envelope.CodecSnappy))
+	s.hold(t, scrapeOf(t, "dc1", "node", "down", now, "", nil, envelope.CodecSnappy))
 	// Held while it was young; max_age has passed since.
-	s.offer(scrapeOf(t, "dc1", "node", "old", now.Add(-2*time.Minute), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	s.hold(t, scrapeOf(t, "dc1", "node", "old", now.Add(-2*time.Minute), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
 	long := strings.Repeat("x", maxQueryLen)
 	cases := []struct {
 		name, query string
@@ -196,7 +211,8 @@ func TestScrapeRefusals(t *testing.T) {
 		{"stale", groupQuery("dc1", "node", "old"), 503, scrapeStale, "stale"},
 		{"unknown group", groupQuery("dc1", "node", "nope"), 404, scrapeNotFound, "no scrape of this group"},
 		{"other publisher", groupQuery("dc2", "node", "ok"), 404, scrapeNotFound, "no scrape of this group"},
-		{"publisher missing", groupQuery("", "node", "ok"), 400, scrapeBadRequest, "publisher is missing"},
+		{"publisher missing: a group without one", groupQuery("", "node", "ok"), 404, scrapeNotFound, "no scrape of this group"},
+		{"publisher twice", groupQuery("dc1", "node", "ok") + "&publisher=dc1", 400, scrapeBadRequest, "publisher is given 2 times"},
 		{"job empty", ScrapePath + "?job=&instance=ok&publisher=dc1", 400, scrapeBadRequest, "job is missing or empty"},
 		{"instance twice", ScrapePath + "?job=node&instance=ok&instance=ok&publisher=dc1", 400, scrapeBadRequest, "instance is given 2 times"},
 		{"unknown parameter", groupQuery("dc1", "node", "ok") + "&extra=1", 400, scrapeBadRequest, `unknown parameters ["extra"]`},
@@ -223,7 +239,7 @@ func TestScrapeRefusals(t *testing.T) {
 
 func TestTooManyConcurrentScrapes(t *testing.T) {
 	s := newServed(t, Options{MaxConcurrentScrapes: 2})
-	s.offer(scrapeOf(t, "dc1", "node", "a", time.Now(), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	s.hold(t, scrapeOf(t, "dc1", "node", "a", time.Now(), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
 	// Both slots taken, as by two scrapes being answered.
 	s.o.slots <- struct{}{}
 	s.o.slots <- struct{}{}
@@ -246,12 +262,12 @@ func TestSlowReaderIsCutOffByTheWriteTimeout(t *testing.T) {
 	// A body larger than what the kernel buffers between the two ends of
 	// a loopback connection whose reader takes nothing.
 	body := bytes.Repeat([]byte("node_slow_reader_padding_total 1\n"), (32<<20)/33)
-	s.offer(scrapeOf(t, "dc1", "node", "big", time.Now(), testenv.TextContentType, body, envelope.CodecSnappy))
+	s.hold(t, scrapeOf(t, "dc1", "node", "big", time.Now(), testenv.TextContentType, body, envelope.CodecSnappy))
 	conn, err := net.Dial("tcp", s.srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	if err := conn.(*net.TCPConn).SetReadBuffer(4 << 10); err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +276,7 @@ func TestSlowReaderIsCutOffByTheWriteTimeout(t *testing.T) {
 	}
 	testenv.WaitFor(t, "the slow reader to be cut off", 10*time.Second, func() bool { return s.scrapes(scrapeWriteError) == 1 })
 	// Its slot is free again, and others are served.
-	s.offer(scrapeOf(t, "dc1", "node", "small", time.Now(), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	s.hold(t, scrapeOf(t, "dc1", "node", "small", time.Now(), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
 	if code, _, _ := s.get(t, groupQuery("", "node", "small")); code != http.StatusOK {
 		t.Errorf("after the slow reader: %d", code)
 	}
@@ -276,8 +292,8 @@ func TestOfferKeepsTheNewestAndRespectsTheBounds(t *testing.T) {
 	if r, _ := s.offer(scrapeOf(t, "dc1", "node", "a", now.Add(-time.Second), testenv.TextContentType, []byte("v 0\n"), envelope.CodecSnappy)); r != output.ReasonSuperseded {
 		t.Errorf("an older scrape: %q, want superseded", r)
 	}
-	if r, _ := s.offer(scrapeOf(t, "dc1", "node", "a", now, testenv.TextContentType, []byte("v 0\n"), envelope.CodecSnappy)); r != output.ReasonSuperseded {
-		t.Errorf("a redelivery: %q, want superseded", r)
+	if r, _ := s.offer(scrapeOf(t, "dc1", "node", "a", now, testenv.TextContentType, body, envelope.CodecSnappy)); r != "" {
+		t.Errorf("a redelivery of the scrape held: %q, want taken", r)
 	}
 	if r, _ := s.offer(scrapeOf(t, "dc2", "node", "a", now, testenv.TextContentType, body, envelope.CodecSnappy)); r != "" {
 		t.Errorf("another publisher's group: %q", r)
@@ -293,7 +309,7 @@ func TestOfferKeepsTheNewestAndRespectsTheBounds(t *testing.T) {
 	if _, _, got := s.get(t, groupQuery("dc1", "node", "a")); string(got) != "v 2\n" {
 		t.Errorf("serves %q, want the newest", got)
 	}
-	for result, want := range map[string]float64{offerHeld: 3, offerSuperseded: 2, offerRefusedGroups: 1} {
+	for result, want := range map[string]float64{offerHeld: 3, offerSuperseded: 1, offerRedelivered: 1, offerRefusedGroups: 1} {
 		if got := testutil.ToFloat64(s.o.metrics.offers.WithLabelValues(result)); got != want {
 			t.Errorf("offers{%s} = %v, want %v", result, got, want)
 		}
@@ -305,8 +321,8 @@ func TestMaxBytes(t *testing.T) {
 	small := scrapeOf(t, "dc1", "node", "a", now, testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy)
 	limit := heldSize(small)*2 + 10
 	s := newServed(t, Options{MaxBytes: limit})
-	s.offer(small)
-	s.offer(scrapeOf(t, "dc1", "node", "b", now, testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	s.hold(t, small)
+	s.hold(t, scrapeOf(t, "dc1", "node", "b", now, testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
 	big := scrapeOf(t, "dc1", "node", "c", now, testenv.TextContentType, bytes.Repeat([]byte("x 1\n"), 100), envelope.CodecSnappy)
 	if r, err := s.offer(big); r != output.ReasonLimit || !errors.Is(err, ErrTooManyBytes) {
 		t.Errorf("past max_bytes: %q %v", r, err)
@@ -322,8 +338,8 @@ func TestMaxBytes(t *testing.T) {
 func TestSDListsEveryGroupUntilDeleteAfter(t *testing.T) {
 	now := time.Now()
 	s := newServed(t, Options{PublisherLabel: true, PublisherLabelName: "dc", MaxAge: time.Minute, DeleteAfter: 10 * time.Minute})
-	s.offer(scrapeOf(t, "dc1", "node", "web1:9100", now, testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
-	s.offer(scrapeOf(t, "dc2", "node", "web1:9100", now.Add(-5*time.Minute), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	s.hold(t, scrapeOf(t, "dc1", "node", "web1:9100", now, testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	s.hold(t, scrapeOf(t, "dc2", "node", "web1:9100", now.Add(-5*time.Minute), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
 	s.o.now = func() time.Time { return now } // the dc2 scrape was held while young; now it is stale
 
 	code, h, body := s.get(t, SDPath)
@@ -355,7 +371,7 @@ func TestSDListsEveryGroupUntilDeleteAfter(t *testing.T) {
 
 func TestSDAddressAndScheme(t *testing.T) {
 	s := newServed(t, Options{Address: "receiver.central:10000", Scheme: "https"})
-	s.offer(scrapeOf(t, "dc1", "node", "a", time.Now(), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	s.hold(t, scrapeOf(t, "dc1", "node", "a", time.Now(), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
 	_, _, body := s.get(t, SDPath)
 	var groups []targetGroup
 	if err := json.Unmarshal(body, &groups); err != nil {
@@ -371,7 +387,7 @@ func TestSDAddressAndScheme(t *testing.T) {
 
 func TestRunForgetsSilentGroups(t *testing.T) {
 	s := newServed(t, Options{MaxAge: 50 * time.Millisecond, DeleteAfter: 100 * time.Millisecond})
-	s.offer(scrapeOf(t, "dc1", "node", "a", time.Now(), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	s.hold(t, scrapeOf(t, "dc1", "node", "a", time.Now(), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
 	testenv.Run(t, s.o.Run)
 	testenv.WaitFor(t, "the silent group to be forgotten", 5*time.Second, func() bool {
 		return testutil.ToFloat64(s.o.metrics.deleted) == 1
@@ -387,9 +403,9 @@ func TestRunForgetsSilentGroups(t *testing.T) {
 func TestGauges(t *testing.T) {
 	now := time.Now()
 	s := newServed(t, Options{MaxAge: time.Minute, MaxGroups: 10, MaxBytes: 1 << 20})
-	s.offer(scrapeOf(t, "dc1", "node", "ok", now, testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
-	s.offer(scrapeOf(t, "dc1", "node", "down", now, "", nil, envelope.CodecSnappy))
-	s.offer(scrapeOf(t, "dc1", "node", "old", now.Add(-2*time.Minute), "", nil, envelope.CodecSnappy))
+	s.hold(t, scrapeOf(t, "dc1", "node", "ok", now, testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	s.hold(t, scrapeOf(t, "dc1", "node", "down", now, "", nil, envelope.CodecSnappy))
+	s.hold(t, scrapeOf(t, "dc1", "node", "old", now.Add(-2*time.Minute), "", nil, envelope.CodecSnappy))
 	want := `
 # HELP prometheus_streams_serve_groups Groups held, by state of their newest scrape: ok, failed (the scrape at the poller failed), stale (older than max_age). Each is one target in /sd.
 # TYPE prometheus_streams_serve_groups gauge
@@ -405,5 +421,118 @@ prometheus_streams_serve_max_groups 10
 	}
 	if got := s.o.store.count(time.Time{}).bytes; got <= 0 {
 		t.Errorf("held bytes %d", got)
+	}
+}
+
+// A 1.0 poller may name no publisher: its groups are listed without the
+// label and the parameter (Prometheus would drop both, being empty) and
+// scraped without them.
+func TestGroupWithoutPublisher(t *testing.T) {
+	s := newServed(t, Options{PublisherLabel: true})
+	s.hold(t, scrapeOf(t, "", "node", "old:9100", time.Now(), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	_, _, body := s.get(t, SDPath)
+	var groups []targetGroup
+	if err := json.Unmarshal(body, &groups); err != nil || len(groups) != 1 {
+		t.Fatalf("/sd: %s (%v)", body, err)
+	}
+	if _, ok := groups[0].Labels["publisher"]; ok {
+		t.Errorf("an empty publisher label: %v", groups[0].Labels)
+	}
+	if _, ok := groups[0].Labels["__param_publisher"]; ok {
+		t.Errorf("an empty publisher parameter: %v", groups[0].Labels)
+	}
+	for _, q := range []string{groupQuery("", "node", "old:9100"), groupQuery("", "node", "old:9100") + "&publisher="} {
+		if code, _, got := s.get(t, q); code != http.StatusOK || string(got) != "v 1\n" {
+			t.Errorf("%s: %d %q", q, code, got)
+		}
+	}
+}
+
+func TestSDWaitsForTheReplay(t *testing.T) {
+	o, err := New(Options{MaxAge: time.Minute}, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	o.SDHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, SDPath, nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "replaying") {
+		t.Errorf("/sd before the replay ended: %d %q, want 503", rec.Code, rec.Body)
+	}
+	o.ReplayDone()
+	rec = httptest.NewRecorder()
+	o.SDHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, SDPath, nil))
+	if rec.Code != http.StatusOK || rec.Body.String() != "[]" {
+		t.Errorf("/sd after: %d %q, want an empty list", rec.Code, rec.Body)
+	}
+}
+
+func TestSDDocumentFollowsTheGroups(t *testing.T) {
+	now := time.Now()
+	s := newServed(t, Options{})
+	s.o.now = func() time.Time { return now }
+	count := func() int {
+		_, _, body := s.get(t, SDPath)
+		var groups []targetGroup
+		if err := json.Unmarshal(body, &groups); err != nil {
+			t.Fatal(err)
+		}
+		return len(groups)
+	}
+	s.hold(t, scrapeOf(t, "dc1", "node", "a", now, testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	if n := count(); n != 1 {
+		t.Fatalf("%d groups, want 1", n)
+	}
+	// A new group shows at once, cached document or not.
+	s.hold(t, scrapeOf(t, "dc1", "node", "b", now, testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	if n := count(); n != 2 {
+		t.Errorf("%d groups after a new one, want 2", n)
+	}
+	// One group comes back from past delete_after as another leaves: the
+	// same number of groups, another list.
+	swap := newServed(t, Options{DeleteAfter: time.Hour})
+	swap.o.now = func() time.Time { return now }
+	swap.hold(t, scrapeOf(t, "dc1", "node", "back", now.Add(-2*time.Hour), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	swap.hold(t, scrapeOf(t, "dc1", "node", "going", now.Add(-50*time.Minute), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	if _, _, body := swap.get(t, SDPath); !strings.Contains(string(body), `"going"`) || strings.Contains(string(body), `"back"`) {
+		t.Fatalf("/sd before: %s", body)
+	}
+	swap.hold(t, scrapeOf(t, "dc1", "node", "back", now.Add(15*time.Minute), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	swap.o.now = func() time.Time { return now.Add(15 * time.Minute) }
+	if _, _, body := swap.get(t, SDPath); strings.Contains(string(body), `"going"`) || !strings.Contains(string(body), `"back"`) {
+		t.Errorf("/sd after one group came back and another left: %s", body)
+	}
+	// Another address asked for gets its own document.
+	req, _ := http.NewRequest(http.MethodGet, s.srv.URL+SDPath, nil)
+	req.Host = "receiver.example.net:10000"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if !strings.Contains(string(body), `"targets":["receiver.example.net:10000"]`) {
+		t.Errorf("/sd asked as receiver.example.net:10000: %s", body)
+	}
+}
+
+func TestOfferRefusesABodyThatDoesNotInflate(t *testing.T) {
+	s := newServed(t, Options{BodyLimit: 1 << 10})
+	good := scrapeOf(t, "dc1", "node", "a", time.Now(), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy)
+	s.hold(t, good)
+	big := scrapeOf(t, "dc1", "node", "a", time.Now().Add(time.Second), testenv.TextContentType, bytes.Repeat([]byte("x 1\n"), 1<<10), envelope.CodecSnappy)
+	if r, err := s.offer(big); r != "body_too_large" || err == nil {
+		t.Errorf("a body over the limit: %q %v", r, err)
+	}
+	corrupt := *good
+	corrupt.ScrapeStart = good.ScrapeStart.Add(2 * time.Second)
+	corrupt.Payload = []byte{0x10, 0xff, 0xff}
+	if r, _ := s.offer(&corrupt); r != "corrupt_body" {
+		t.Errorf("a corrupt body: %q", r)
+	}
+	if code, _, got := s.get(t, groupQuery("", "node", "a")); code != 200 || string(got) != "v 1\n" {
+		t.Errorf("the good scrape was replaced: %d %q", code, got)
+	}
+	if n := testutil.ToFloat64(s.o.metrics.offers.WithLabelValues(offerInvalid)); n != 2 {
+		t.Errorf("invalid offers %v, want 2", n)
 	}
 }

@@ -3,6 +3,7 @@ package serve
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"sync"
@@ -32,6 +33,7 @@ type held struct {
 	// size is what the group counts against max_bytes: the payload and the
 	// header strings.
 	size int64
+	hash uint64 // of id, for list's fingerprint
 }
 
 // heldSize is what env costs to hold, for max_bytes: the bytes that grow
@@ -51,38 +53,63 @@ type store struct {
 	mu     sync.RWMutex
 	groups map[groupID]*held
 	bytes  int64
+	// seed hashes group IDs for list's fingerprint.
+	seed maphash.Seed
 }
 
 func newStore(maxGroups int, maxBytes int64) *store {
-	return &store{maxGroups: maxGroups, maxBytes: maxBytes, groups: map[groupID]*held{}}
+	return &store{maxGroups: maxGroups, maxBytes: maxBytes, groups: map[groupID]*held{}, seed: maphash.MakeSeed()}
 }
 
-// put holds env for id unless the group already has a scrape that started
-// at the same time or later (superseded, false) or there is no room for it
-// (an error wrapping ErrTooManyGroups or ErrTooManyBytes). A scrape is
-// refused rather than an older group evicted: which groups matter is the
+// putResult says what put did.
+type putResult uint8
+
+const (
+	putHeld  putResult = iota // env is the group's scrape now
+	putSame                   // the group holds this scrape already (a redelivery)
+	putOlder                  // the group holds a newer scrape: env is superseded
+)
+
+// put holds a copy of env for id unless the group already has a scrape
+// that started at the same time or later, or there is no room for it (an
+// error wrapping ErrTooManyGroups or ErrTooManyBytes). A scrape is refused
+// rather than an older group evicted: which groups matter is the
 // operator's call, and a refusal is counted where an eviction would
 // silently take a target away.
-func (s *store) put(id groupID, env *envelope.Envelope) (bool, error) {
+func (s *store) put(id groupID, env *envelope.Envelope) (putResult, error) {
 	size := heldSize(env)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.groups[id]
-	if old != nil && !env.ScrapeStart.After(old.env.ScrapeStart) {
-		return false, nil
+	switch {
+	case old != nil && env.ScrapeStart.Equal(old.env.ScrapeStart):
+		return putSame, nil
+	case old != nil && env.ScrapeStart.Before(old.env.ScrapeStart):
+		return putOlder, nil
 	}
 	var oldSize int64
 	if old != nil {
 		oldSize = old.size
 	} else if len(s.groups) >= s.maxGroups {
-		return false, fmt.Errorf("%w (%d groups): %s/%s not held", ErrTooManyGroups, s.maxGroups, id.job, id.instance)
+		return putOlder, fmt.Errorf("%w (%d groups): %s/%s not held", ErrTooManyGroups, s.maxGroups, id.job, id.instance)
 	}
 	if s.bytes-oldSize+size > s.maxBytes {
-		return false, fmt.Errorf("%w (%d bytes held, %d more needed, limit %d): %s/%s not held", ErrTooManyBytes, s.bytes, size-oldSize, s.maxBytes, id.job, id.instance)
+		return putOlder, fmt.Errorf("%w (%d bytes held, %d more needed, limit %d): %s/%s not held", ErrTooManyBytes, s.bytes, size-oldSize, s.maxBytes, id.job, id.instance)
 	}
-	s.groups[id] = &held{id: id, env: env, size: size}
+	kept := *env
+	// A copy of exactly its size, made only once the scrape is kept: the
+	// message buffer the payload aliases is freed, and what max_bytes
+	// counts is what is held.
+	kept.Payload = append(make([]byte, 0, len(env.Payload)), env.Payload...)
+	h := uint64(0)
+	if old != nil {
+		h = old.hash
+	} else {
+		h = maphash.Comparable(s.seed, id)
+	}
+	s.groups[id] = &held{id: id, env: &kept, size: size, hash: h}
 	s.bytes += size - oldSize
-	return true, nil
+	return putHeld, nil
 }
 
 // get returns the group's newest scrape, or nil.
@@ -112,13 +139,17 @@ func (s *store) removeBefore(t time.Time) int {
 }
 
 // list returns the groups whose newest scrape started at or after since,
-// sorted, so /sd answers the same document for the same state.
-func (s *store) list(since time.Time) []groupID {
+// sorted, so /sd answers the same document for the same state, and a
+// fingerprint of the set: equal fingerprints mean the same groups (bar a
+// 64-bit hash collision), however the set came about.
+func (s *store) list(since time.Time) ([]groupID, uint64) {
 	s.mu.RLock()
+	var sum uint64
 	ids := make([]groupID, 0, len(s.groups))
 	for id, h := range s.groups {
 		if !h.env.ScrapeStart.Before(since) {
 			ids = append(ids, id)
+			sum += h.hash
 		}
 	}
 	s.mu.RUnlock()
@@ -131,7 +162,7 @@ func (s *store) list(since time.Time) []groupID {
 		}
 		return strings.Compare(a.publisher, b.publisher)
 	})
-	return ids
+	return ids, sum
 }
 
 // counts is the store's state for its gauges.
