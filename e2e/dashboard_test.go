@@ -19,6 +19,8 @@ import (
 
 	"github.com/choria-io/prometheus-streams/embedded"
 	"github.com/choria-io/prometheus-streams/internal/testenv"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
 )
 
 // dashboardsGlob is the Grafana dashboards, relative to the module root.
@@ -125,7 +127,7 @@ type liveCheck struct {
 // every series selector any of them reads. It then checks that no alert's
 // condition holds while everything is healthy, stops the node exporter and
 // expects the target-down alert's expression to return exactly that
-// target.
+// target, pushed, and served in the view of a receiver that only serves.
 func TestDashboardAndRulesAgainstRealPrometheus(t *testing.T) {
 	requireDebianPrometheus(t)
 	dashboards := loadDashboards(t)
@@ -235,20 +237,94 @@ func TestDashboardAndRulesAgainstRealPrometheus(t *testing.T) {
 		}
 		return nil
 	}, p.poller, p.receiver, p.prom.process)
+	// The same target served: this Prometheus has it through both
+	// outputs, and the alert names it once, as a pushed group. In the view
+	// of a Prometheus fed by a receiver that only serves (servedOnly hides
+	// the pushed groups) the alert's served half names it, while the rest
+	// of DC1 arrives.
+	wantServed := maps.Clone(want)
+	wantServed["output"] = "serve"
+	servedDown, err := servedOnly(targetDown)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "PrometheusStreamsTargetDown's expression, served targets only, to return the stopped node target", func() error {
+		v, err := queryPrometheus(client, p.prom.base, servedDown)
+		if err != nil {
+			return err
+		}
+		if len(v) != 1 || !hasLabels(v[0].Metric, wantServed) {
+			return fmt.Errorf("%s returns %v, want one sample labelled %v", servedDown, v, wantServed)
+		}
+		return nil
+	}, p.poller, p.receiver, p.prom.process)
 	for _, d := range dashboards {
 		for key, expr := range d.panelExprs() {
-			if !strings.HasPrefix(key, "Pushed targets down/") {
+			var view func(string) (string, error)
+			switch {
+			case strings.HasPrefix(key, "Pushed targets down/"):
+				view = func(q string) (string, error) { return q, nil }
+			case strings.HasPrefix(key, "Served targets down/"):
+				view = servedOnly
+			default:
 				continue
 			}
 			q, err := expandGrafana(expr, map[string]string{"job": ".*", "publisher": ".*"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			waitUntil(t, "the dashboard's count of targets down to be 1", func() error {
+			if q, err = view(q); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, "the dashboard's "+key+" to be 1", func() error {
 				return promValue(client, p.prom.base, q, 1)
 			}, p.poller, p.receiver, p.prom.process)
 		}
 	}
+}
+
+// TestDashboardServedOnly checks the rewrite that hides the pushed groups
+// from the monitored pipeline's Prometheus.
+func TestDashboardServedOnly(t *testing.T) {
+	for _, c := range []struct{ name, in, want string }{
+		{"up and push_time_seconds", `up{publisher!=""} == 0 unless on (job) push_time_seconds`, `up{output="serve",publisher!=""} == 0 unless on (job) push_time_seconds{output="serve"}`},
+		{"other selectors kept", `up == 0 and scrape_duration_seconds`, `up{output="serve"} == 0 and scrape_duration_seconds`},
+		{"inside functions", `max_over_time(up[5m])`, `max_over_time(up{output="serve"}[5m])`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := servedOnly(c.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := promqlParser.ParseExpr(c.want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want.String() {
+				t.Errorf("servedOnly(%q) = %q, want %q", c.in, got, want.String())
+			}
+		})
+	}
+}
+
+// servedOnly rewrites expr to read the monitored pipeline's Prometheus as
+// if the receiver only served: it gets every group twice, pushed and
+// served (output="serve", testdata/prometheus-dashboard.yml.tmpl), and
+// restricting up and push_time_seconds to the served copies hides the
+// pushed groups from the expression.
+func servedOnly(expr string) (string, error) {
+	e, err := promqlParser.ParseExpr(expr)
+	if err != nil {
+		return "", err
+	}
+	served := labels.MustNewMatcher(labels.MatchEqual, "output", "serve")
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		if vs, ok := n.(*parser.VectorSelector); ok && (vs.Name == "up" || vs.Name == "push_time_seconds") {
+			vs.LabelMatchers = append(vs.LabelMatchers, served)
+		}
+		return nil
+	})
+	return e.String(), nil
 }
 
 // variableValues returns the sets of values to expand the dashboard's

@@ -44,8 +44,8 @@ type metrics struct {
 
 // stateCollector reports the store's gauges from one pass over it.
 type stateCollector struct {
-	o                                  *Output
-	groups, bytes, maxGroups, maxBytes *prometheus.Desc
+	o                                          *Output
+	groups, bytes, maxGroups, maxBytes, newest *prometheus.Desc
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -53,6 +53,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.bytes
 	ch <- c.maxGroups
 	ch <- c.maxBytes
+	ch <- c.newest
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -63,6 +64,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(n.bytes))
 	ch <- prometheus.MustNewConstMetric(c.maxGroups, prometheus.GaugeValue, float64(c.o.opts.MaxGroups))
 	ch <- prometheus.MustNewConstMetric(c.maxBytes, prometheus.GaugeValue, float64(c.o.opts.MaxBytes))
+	for publisher, t := range n.newest {
+		ch <- prometheus.MustNewConstMetric(c.newest, prometheus.GaugeValue, float64(t.UnixNano())/1e9, publisher)
+	}
 }
 
 func newMetrics(reg prometheus.Registerer, o *Output) (*metrics, error) {
@@ -106,6 +110,9 @@ func newMetrics(reg prometheus.Registerer, o *Output) (*metrics, error) {
 		bytes:     prometheus.NewDesc(name("held_bytes"), "Bytes held: the compressed bodies and names of every group's newest scrape (what serve.max_bytes bounds).", nil, nil),
 		maxGroups: prometheus.NewDesc(name("max_groups"), "serve.max_groups: the most groups held.", nil, nil),
 		maxBytes:  prometheus.NewDesc(name("max_bytes"), "serve.max_bytes: the most bytes held.", nil, nil),
+		// One series per publisher held: as many as DCs (and bounded by
+		// max_groups, or the publishers allow-list, for hostile ones).
+		newest: prometheus.NewDesc(name("last_scrape_timestamp_seconds"), "Unix time the newest scrape held of each publisher (DC) started at its poller: the DC's freshness as the served targets show it.", []string{"publisher"}, nil),
 	}
 	for _, c := range []prometheus.Collector{m.offers, m.scrapes, m.scrapeDuration, m.servedBytes, m.sdRequests, m.deleted, state} {
 		if err := reg.Register(c); err != nil {

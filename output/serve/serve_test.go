@@ -416,7 +416,11 @@ prometheus_streams_serve_groups{state="stale"} 1
 # TYPE prometheus_streams_serve_max_groups gauge
 prometheus_streams_serve_max_groups 10
 `
-	if err := testutil.GatherAndCompare(s.reg, strings.NewReader(want), "prometheus_streams_serve_groups", "prometheus_streams_serve_max_groups"); err != nil {
+	want += fmt.Sprintf(`# HELP prometheus_streams_serve_last_scrape_timestamp_seconds Unix time the newest scrape held of each publisher (DC) started at its poller: the DC's freshness as the served targets show it.
+# TYPE prometheus_streams_serve_last_scrape_timestamp_seconds gauge
+prometheus_streams_serve_last_scrape_timestamp_seconds{publisher="dc1"} %v
+`, float64(now.UnixNano())/1e9)
+	if err := testutil.GatherAndCompare(s.reg, strings.NewReader(want), "prometheus_streams_serve_groups", "prometheus_streams_serve_max_groups", "prometheus_streams_serve_last_scrape_timestamp_seconds"); err != nil {
 		t.Error(err)
 	}
 	if got := s.o.store.count(time.Time{}).bytes; got <= 0 {

@@ -169,15 +169,21 @@ func (s *store) list(since time.Time) ([]groupID, uint64) {
 type counts struct {
 	groups, failed, stale int
 	bytes                 int64
+	// newest is the start of the newest scrape held of each publisher.
+	newest map[string]time.Time
 }
 
 // count returns the number of groups held, of those whose newest scrape
-// failed and of those older than staleBefore, and the bytes held.
+// failed and of those older than staleBefore, the bytes held, and the
+// newest scrape of each publisher.
 func (s *store) count(staleBefore time.Time) counts {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	c := counts{groups: len(s.groups), bytes: s.bytes}
+	c := counts{groups: len(s.groups), bytes: s.bytes, newest: map[string]time.Time{}}
 	for _, h := range s.groups {
+		if t := h.env.ScrapeStart; t.After(c.newest[h.env.Publisher]) {
+			c.newest[h.env.Publisher] = t
+		}
 		switch {
 		case h.env.ScrapeStart.Before(staleBefore):
 			c.stale++
