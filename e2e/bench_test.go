@@ -13,9 +13,11 @@ import (
 )
 
 // TestBenchHarness runs the load harness small, through the built binary
-// (whose poller, receiver and floor run as child processes), and checks
-// that every phase measured something and the backlog was drained. The
-// figures themselves are for docs/performance.md, not for a test.
+// (whose poller, receivers and floor run as child processes), and checks
+// that every phase measured something, the backlog was drained and every
+// served scrape succeeded; with Debian's Prometheus installed, the serving
+// phase runs it too. The figures themselves are for docs/performance.md,
+// not for a test.
 func TestBenchHarness(t *testing.T) {
 	root, err := moduleRoot()
 	if err != nil {
@@ -25,8 +27,14 @@ func TestBenchHarness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var prometheus string
+	if _, err := os.Stat(prometheusBin); err == nil {
+		prometheus = prometheusBin
+	} else {
+		t.Logf("the serving phase runs without Prometheus: %v", err)
+	}
 	var progress bytes.Buffer
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	res, err := loadtest.Run(ctx, loadtest.Options{
 		Executable:   binary,
@@ -38,6 +46,8 @@ func TestBenchHarness(t *testing.T) {
 		Backlog:      300,
 		FloorScrapes: 100,
 		ProfileDir:   t.TempDir(),
+		Serve:        true,
+		Prometheus:   prometheus,
 		Progress:     &progress,
 	})
 	if err != nil {
@@ -62,7 +72,8 @@ func TestBenchHarness(t *testing.T) {
 			t.Errorf("%s: result %+v", c.what, *res)
 		}
 	}
-	for _, p := range []string{"poller.cpu.pprof", "receiver.cpu.pprof", "receiver-drain.cpu.pprof"} {
+	checkServe(t, res.Serve, prometheus != "")
+	for _, p := range []string{"poller.cpu.pprof", "receiver.cpu.pprof", "receiver-drain.cpu.pprof", "receiver-serve.cpu.pprof"} {
 		if fi, err := os.Stat(filepath.Join(res.Options.ProfileDir, p)); err != nil || fi.Size() == 0 {
 			t.Errorf("profile %s: %v", p, err)
 		}
@@ -71,9 +82,53 @@ func TestBenchHarness(t *testing.T) {
 	if err := loadtest.Report(&out, res); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"x the floor", "p50", "PUT/s", "x the raw PUT rate", "peak RSS"} {
+	for _, want := range []string{"x the floor", "p50", "PUT/s", "x the raw PUT rate", "peak RSS", "per served scrape", "GET /metrics"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// checkServe checks the serving phase of TestBenchHarness (30 groups at 1s,
+// a 2s window): every scrape in the window answered with the whole body,
+// and, with Prometheus, every scrape of the serve targets and of the
+// Pushgateway up.
+func checkServe(t *testing.T, s *loadtest.ServeResult, withPrometheus bool) {
+	t.Helper()
+	if s == nil {
+		t.Fatal("the serving phase did not run")
+	}
+	checks := []struct {
+		what string
+		ok   bool
+	}{
+		{"held every group's scrape while holding alone", s.HoldMessages >= 30},
+		{"scrapes in the window, none failed", s.Scrapes >= 30 && len(s.Failed) == 0},
+		{"scrape latency", s.LatencyP50 > 0 && s.LatencyP99 >= s.LatencyP50 && s.LatencyMax >= s.LatencyP99},
+		{"receiver CPU per served scrape", s.CPUPerScrape > 0 && s.Cores > 0},
+		{"/sd fetched in the window", s.SDFetches >= 1 && s.SDBytes > 0},
+		{"receiver held the groups", s.HeldBytes > 30*10_000},
+		{"receiver peak RSS", s.PeakRSS > 0},
+		{"Pushgateway GET /metrics timed with every group", len(s.PGWGets) > 0 && !s.PGWTimedOut && s.PGWBytes > 30*30_000},
+	}
+	if withPrometheus {
+		p := s.Prometheus
+		if p == nil {
+			t.Fatal("Prometheus did not run")
+		}
+		checks = append(checks, []struct {
+			what string
+			ok   bool
+		}{
+			{"Prometheus scraped every serve target, all up", p.ServeTargets == 30 && p.ServeScrapes >= 30 && p.ServeUp == p.ServeScrapes},
+			{"Prometheus's scrape durations of the serve targets", p.ServeP50 > 0 && p.ServeP99 >= p.ServeP50},
+			{"Prometheus scraped the Pushgateway, up, with every group", p.PGWScrapes >= 1 && p.PGWUp == p.PGWScrapes && p.PGWSamplesScraped >= 30*507},
+			{"the receiver answered Prometheus", p.ReceiverScrapes >= 30},
+		}...)
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("serve: %s: result %+v", c.what, *s)
 		}
 	}
 }

@@ -21,7 +21,10 @@ func newBenchCmd() *cobra.Command {
 			"and run this binary's poller and receiver as child processes. It prints, from one run: the floor of a " +
 			"poller's work (GET + snappy + synchronous publish in a loop, in a process of its own), the poller's CPU per " +
 			"scrape, bytes per message, scrape-to-Pushgateway latency, the receiver's drain rate of a backlog against raw " +
-			"PUTs of the same body with the same concurrency, and each daemon's peak RSS. docs/performance.md has results.",
+			"PUTs of the same body with the same concurrency, and each daemon's peak RSS. With --serve (or --serve-only) it " +
+			"also runs a receiver with serve_targets holding --targets groups, which the harness feeds one scrape per group " +
+			"per interval and scrapes through /sd as Prometheus would, and times the Pushgateway's GET /metrics holding the " +
+			"same groups; --prometheus adds a real Prometheus scraping both. docs/performance.md has results.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			exe, err := os.Executable()
@@ -42,7 +45,7 @@ func newBenchCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&sample, "sample", "testdata/node_exporter.prom", "exposition every simulated target serves")
-	f.IntVar(&o.Targets, "targets", 100, "simulated exporters")
+	f.IntVar(&o.Targets, "targets", 100, "simulated exporters, and groups in the serving phase")
 	f.IntVar(&o.PerPort, "targets-per-port", 10, "simulated exporters per listening socket")
 	f.DurationVar(&o.Interval, "scrape-interval", 15*time.Second, "the poller's scrape interval")
 	f.DurationVar(&o.Window, "window", 0, "steady state measured once every target was pushed (default 4 intervals)")
@@ -53,6 +56,9 @@ func newBenchCmd() *cobra.Command {
 	f.IntVar(&o.FloorScrapes, "floor-scrapes", 2000, "length of the floor's loop")
 	f.DurationVar(&o.PhaseTimeout, "phase-timeout", 2*time.Minute, "bound on the raw PUT and drain phases")
 	f.BoolVar(&o.PollerOnly, "poller-only", false, "measure the poller alone: no receiver, no backlog")
+	f.BoolVar(&o.Serve, "serve", false, "add the serving phase: --targets groups held by a receiver with serve_targets, scraped through /sd, next to the Pushgateway's GET /metrics holding them")
+	f.BoolVar(&o.ServeOnly, "serve-only", false, "run the serving phase alone: no exporters, floor, poller or backlog")
+	f.StringVar(&o.Prometheus, "prometheus", "", "a Prometheus binary (such as /usr/bin/prometheus) to run in the serving phase against /sd and the Pushgateway (implies --serve)")
 	f.StringVar(&o.ProfileDir, "profile-dir", "", "save CPU profiles of the daemons here (turns on monitor_pprof)")
 	f.StringVar(&o.WorkDir, "work-dir", "", "keep configurations and daemon logs here (default: a temporary directory, removed after a successful run)")
 	cmd.AddCommand(newBenchFloorCmd())

@@ -22,7 +22,8 @@ import (
 // rawPUTs pushes the scrape bodies straight to the Pushgateway, as fast as
 // Concurrency clients can, into the same groups.
 func (b *bench) rawPUTs(ctx context.Context) error {
-	rate, n, timedOut, err := b.putAll(ctx, "the sample body", b.opts.Sample, "text/plain; version=0.0.4")
+	total := b.backlogRounds() * b.opts.Targets
+	rate, n, timedOut, err := b.putAll(ctx, "the sample body", b.opts.Sample, textContentType, total)
 	if err != nil {
 		return err
 	}
@@ -33,16 +34,15 @@ func (b *bench) rawPUTs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.res.RawProtoPUTRate, _, _, err = b.putAll(ctx, "its protobuf form", pb, protobufContentType)
+	b.res.RawProtoPUTRate, _, _, err = b.putAll(ctx, "its protobuf form", pb, protobufContentType, total)
 	return err
 }
 
-// putAll PUTs body into the groups, Backlog times in all from Concurrency
-// clients, and returns the rate, how many were done and whether
-// PhaseTimeout cut it short.
-func (b *bench) putAll(ctx context.Context, what string, body []byte, contentType string) (float64, int, bool, error) {
+// putAll PUTs body into the groups, total times in all (round robin over
+// the targets) from Concurrency clients, and returns the rate, how many
+// were done and whether PhaseTimeout cut it short.
+func (b *bench) putAll(ctx context.Context, what string, body []byte, contentType string, total int) (float64, int, bool, error) {
 	o := b.opts
-	total := b.backlogRounds() * o.Targets
 	b.progress("raw PUTs: %d PUTs of %s from %d clients", total, what, o.Concurrency)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Concurrency}, Timeout: time.Minute}
 	pctx, cancel := context.WithTimeout(ctx, o.PhaseTimeout)
@@ -191,16 +191,9 @@ func (b *bench) drain(ctx context.Context) error {
 // encoded as the poller encodes them.
 func (b *bench) publishBacklog(ctx context.Context, rounds int) error {
 	o := b.opts
-	codec := envelope.CodecSnappy
-	var payload []byte
-	if o.Compression == "zstd" {
-		enc, err := envelope.NewZstdEncoder()
-		if err != nil {
-			return err
-		}
-		codec, payload = envelope.CodecZstd, enc.Compress(nil, o.Sample)
-	} else {
-		payload = envelope.Compress(nil, o.Sample)
+	codec, payload, err := b.payload()
+	if err != nil {
+		return err
 	}
 	sc, err := stan.Connect(b.nats.ClusterID(), "bench-backlog", stan.NatsURL(b.nats.URL()), stan.MaxPubAcksInflight(1024))
 	if err != nil {
@@ -216,7 +209,7 @@ func (b *bench) publishBacklog(ctx context.Context, rounds int) error {
 				ScrapeStart:    base.Add(time.Duration(r) * time.Millisecond),
 				ScrapeDuration: time.Millisecond,
 				Outcome:        envelope.OutcomeSuccess,
-				ContentType:    "text/plain; version=0.0.4; charset=utf-8",
+				ContentType:    exporterContentType,
 				Codec:          codec,
 				Payload:        payload,
 			}
@@ -240,6 +233,19 @@ func (b *bench) publishBacklog(ctx context.Context, rounds int) error {
 		}
 	}
 	return nil
+}
+
+// payload is the sample compressed as the poller compresses it with
+// Compression, and the codec that names it.
+func (b *bench) payload() (envelope.Codec, []byte, error) {
+	if b.opts.Compression == "zstd" {
+		enc, err := envelope.NewZstdEncoder()
+		if err != nil {
+			return 0, nil, fmt.Errorf("sample: %w", err)
+		}
+		return envelope.CodecZstd, enc.Compress(nil, b.opts.Sample), nil
+	}
+	return envelope.CodecSnappy, envelope.Compress(nil, b.opts.Sample), nil
 }
 
 // writeConfig writes a configuration in the 1.0 layout for one daemon and

@@ -64,7 +64,7 @@ func (e *exporters) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	e.lastServe[i].Store(time.Now().UnixNano())
 	e.served.Add(1)
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	w.Header().Set("Content-Type", exporterContentType)
 	body := e.body
 	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
 		w.Header().Set("Content-Encoding", "gzip")

@@ -2,7 +2,8 @@
 // the real pipeline on loopback (N simulated node exporters, an embedded
 // NATS Streaming server and Pushgateway, the poller and the receiver as
 // child processes of the same binary) measured side by side with the floor
-// of a poller's work and with raw Pushgateway PUTs of the same bodies.
+// of a poller's work and with raw Pushgateway PUTs of the same bodies, and,
+// for the serving output, a receiver answering a Prometheus-like scraper.
 package loadtest
 
 import (
@@ -36,8 +37,9 @@ type Options struct {
 	Executable string
 	// Sample is the exposition every simulated target serves.
 	Sample []byte
-	// Targets is the number of simulated exporters [100]; PerPort how many
-	// of them share a listener [10].
+	// Targets is the number of simulated exporters, and of groups in the
+	// serving phase [100]; PerPort how many exporters share a listener
+	// [10].
 	Targets, PerPort int
 	// Interval is the scrape interval [15s]; Window how long the steady
 	// state is measured after every target was pushed once [4 intervals].
@@ -61,6 +63,15 @@ type Options struct {
 	// PollerOnly skips the receiver and the backlog, to size a poller
 	// alone at many targets.
 	PollerOnly bool
+	// Serve adds the serving phase: Targets groups held by a receiver
+	// with serve_targets, scraped through /sd as Prometheus would, beside
+	// the Pushgateway's GET /metrics holding the same groups. ServeOnly
+	// runs that phase alone (no exporters, floor, poller or backlog).
+	Serve, ServeOnly bool
+	// Prometheus, when set, is a Prometheus binary that the serving
+	// phase also runs against the receiver's /sd and the Pushgateway
+	// (implies Serve).
+	Prometheus string
 	// ProfileDir, when set, receives CPU profiles of the poller and the
 	// receiver over the window, and of the receiver over the drain.
 	ProfileDir string
@@ -110,6 +121,8 @@ type Result struct {
 	DrainMaxLag     float64 // highest receiver_lag_seconds seen
 	DrainPeakRSS    int64
 	DrainCPUPerMsg  time.Duration
+
+	Serve *ServeResult // the serving phase, when it ran
 }
 
 // Run measures the pipeline. It writes progress lines to opts.Progress and
@@ -118,6 +131,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	opts = withDefaults(opts)
 	if opts.Executable == "" || len(opts.Sample) == 0 {
 		return nil, errors.New("bench: needs the executable and a sample body")
+	}
+	if opts.PollerOnly && opts.ServeOnly {
+		return nil, errors.New("bench: poller-only and serve-only exclude each other")
 	}
 	progress := func(format string, args ...any) {
 		_, _ = fmt.Fprintf(opts.Progress, "bench: "+format+"\n", args...)
@@ -167,6 +183,9 @@ func withDefaults(o Options) Options {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
+	if o.ServeOnly || o.Prometheus != "" {
+		o.Serve = true
+	}
 	return o
 }
 
@@ -198,10 +217,6 @@ type bench struct {
 func (b *bench) run(ctx context.Context) error {
 	o := b.opts
 	var err error
-	if b.exp, err = startExporters(o.Targets, o.PerPort, o.Sample); err != nil {
-		return err
-	}
-	defer b.exp.close()
 	b.paths = make(map[string]int, o.Targets)
 	for i := range o.Targets {
 		key := pushgateway.GroupingKey{Job: job, Labels: []pushgateway.Label{{Name: "instance", Value: instance(i)}}}
@@ -223,9 +238,28 @@ func (b *bench) run(ctx context.Context) error {
 		defer cancel()
 		_ = b.pgw.Close(cctx)
 	}()
-	b.progress("%d targets on %d listeners, NATS Streaming %s, Pushgateway %s (consistency check %s)",
-		o.Targets, len(b.exp.servers), b.nats.URL(), b.pgw.URL(), onOff(o.PushgatewayCheck))
+	b.progress("NATS Streaming %s, Pushgateway %s (consistency check %s)", b.nats.URL(), b.pgw.URL(), onOff(o.PushgatewayCheck))
+	if !o.ServeOnly {
+		if err := b.pipeline(ctx); err != nil {
+			return err
+		}
+	}
+	if o.Serve {
+		return b.serve(ctx)
+	}
+	return nil
+}
 
+// pipeline runs the poller's phases and, unless PollerOnly, the
+// receiver's Pushgateway phases, over simulated exporters.
+func (b *bench) pipeline(ctx context.Context) error {
+	o := b.opts
+	var err error
+	if b.exp, err = startExporters(o.Targets, o.PerPort, o.Sample); err != nil {
+		return err
+	}
+	defer b.exp.close()
+	b.progress("%d targets on %d listeners", o.Targets, len(b.exp.servers))
 	if err := b.floor(ctx); err != nil {
 		return err
 	}
@@ -289,7 +323,13 @@ func (b *bench) floor(ctx context.Context) error {
 	return nil
 }
 
-const protobufContentType = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+// Content types: the text format as raw PUTs send it, as the node
+// exporter serves it, and the receiver's push format.
+const (
+	textContentType     = "text/plain; version=0.0.4"
+	exporterContentType = "text/plain; version=0.0.4; charset=utf-8"
+	protobufContentType = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+)
 
 // protobufBody converts a text exposition to delimited protobuf.
 func protobufBody(text []byte) ([]byte, error) {

@@ -18,12 +18,12 @@ import (
 	"github.com/prometheus/procfs"
 )
 
-// daemon is a poller or receiver running as a child process from the same
-// binary, so its CPU and memory are its own.
+// daemon is a child process of the harness (a poller or receiver from the
+// same binary, or Prometheus), so its CPU and memory are its own.
 type daemon struct {
 	name    string
 	cmd     *exec.Cmd
-	monitor string // http://host:port of its monitor endpoint
+	monitor string // http://host:port of its monitor endpoint (Prometheus: its web UI)
 	logPath string
 	done    chan struct{}
 	waitErr error
@@ -32,18 +32,24 @@ type daemon struct {
 // startDaemon runs `<exe> --config <config> <role>` with its output in
 // dir/<name>.log and waits until its /readyz answers 200.
 func startDaemon(ctx context.Context, exe, dir, name, role, config string, monitorPort int) (*daemon, error) {
+	return startChild(ctx, dir, name, fmt.Sprintf("http://127.0.0.1:%d", monitorPort), "/readyz", exe, "--config", config, role)
+}
+
+// startChild runs exe with args, its output in dir/<name>.log, and waits
+// until base+readyPath answers 200.
+func startChild(ctx context.Context, dir, name, base, readyPath, exe string, args ...string) (*daemon, error) {
 	logPath := filepath.Join(dir, name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	cmd := exec.Command(exe, "--config", config, role)
+	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		_ = logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	d := &daemon{name: name, cmd: cmd, monitor: fmt.Sprintf("http://127.0.0.1:%d", monitorPort), logPath: logPath, done: make(chan struct{})}
+	d := &daemon{name: name, cmd: cmd, monitor: base, logPath: logPath, done: make(chan struct{})}
 	go func() {
 		d.waitErr = cmd.Wait()
 		_ = logFile.Close()
@@ -51,7 +57,7 @@ func startDaemon(ctx context.Context, exe, dir, name, role, config string, monit
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if code, _ := get(ctx, d.monitor+"/readyz", io.Discard); code == http.StatusOK {
+		if code, _ := get(ctx, d.monitor+readyPath, io.Discard); code == http.StatusOK {
 			return d, nil
 		}
 		select {

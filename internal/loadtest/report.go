@@ -3,7 +3,10 @@ package loadtest
 import (
 	"fmt"
 	"io"
+	"maps"
 	"runtime"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -17,6 +20,18 @@ func Report(w io.Writer, r *Result) error {
 		o.Targets, o.Interval, o.Compression, onOff(o.PushgatewayCheck), o.Concurrency)
 	p("sample body %s bytes; %d CPUs, %s", thousands(int64(len(o.Sample))), runtime.NumCPU(), runtime.Version())
 	p("")
+	if !o.ServeOnly {
+		pipelineReport(p, r)
+	}
+	if r.Serve != nil {
+		serveReport(p, r)
+	}
+	return tw.Flush()
+}
+
+// pipelineReport writes the poller's and the Pushgateway path's figures.
+func pipelineReport(p func(string, ...any), r *Result) {
+	o := r.Options
 	p("poller\t\t")
 	p("  floor: GET + snappy + synchronous publish, %d in a loop\t%s CPU/scrape\t%s bytes/message", o.FloorScrapes, ms(r.FloorCPUPerScrape), thousands(int64(r.FloorBytes)))
 	p("  poller, %d scrapes over %s\t%s CPU/scrape\t%.2fx the floor", r.PollerScrapes, o.Window, ms(r.PollerCPUPerScrape), ratio(r.PollerCPUPerScrape, r.FloorCPUPerScrape))
@@ -24,7 +39,7 @@ func Report(w io.Writer, r *Result) error {
 	p("  bytes per message (poller's message_bytes)\t%s\t", thousands(int64(r.MessageBytes)))
 	p("  poller peak RSS\t%s\theap in use %s, goroutine stacks %s at the end", mib(r.PollerPeakRSS), mib(r.PollerHeap), mib(r.PollerStacks))
 	if o.PollerOnly {
-		return tw.Flush()
+		return
 	}
 	p("delivery, window\t\t")
 	p("  scrape to Pushgateway (request arrives), %d pushes\tp50 %s\tp99 %s, max %s", r.Pushes, ms(r.LatencyP50), ms(r.LatencyP99), ms(r.LatencyMax))
@@ -40,10 +55,57 @@ func Report(w io.Writer, r *Result) error {
 	p("  receiver CPU per drained message\t%s\t", ms(r.DrainCPUPerMsg))
 	p("  dropped as stale / highest lag\t%.0f\t%.1fs", r.DrainStale, r.DrainMaxLag)
 	p("  receiver peak RSS (drain)\t%s\t", mib(r.DrainPeakRSS))
-	return tw.Flush()
+}
+
+// serveReport writes the serving phase's figures.
+func serveReport(p func(string, ...any), r *Result) {
+	o, s := r.Options, r.Serve
+	p("serving %d groups (a receiver with serve_targets only, fed one scrape per group per %s)\t\t", s.Groups, o.Interval)
+	p("  receiver holding alone, %d messages over %s\t%s CPU/message\t%.3f cores", s.HoldMessages, o.Interval, ms(s.HoldCPUPerMsg), s.HoldCores)
+	p("  scrapes through /sd, %d over %s, Prometheus's headers\tp50 %s\tp99 %s, max %s", s.Scrapes, o.Window, ms(s.LatencyP50), ms(s.LatencyP99), ms(s.LatencyMax))
+	p("  failed scrapes\t%d\t%s", total(s.Failed), reasons(s.Failed))
+	p("  receiver CPU per served scrape (holding included)\t%s\t%.3f cores; %s per scrape less the holding", ms(s.CPUPerScrape), s.Cores, ms(s.ServingCPUPerScrape))
+	p("  GET /sd, %d fetches\tmax %s\t%s bytes", s.SDFetches, ms(s.SDMax), thousands(int64(s.SDBytes)))
+	p("  receiver held bytes (serve_held_bytes)\t%s\t", thousands(int64(s.HeldBytes)))
+	p("  receiver peak RSS\t%s\t", mib(s.PeakRSS))
+	p("Pushgateway holding the same %d groups (consistency check %s)\t\t", s.Groups, onOff(o.PushgatewayCheck))
+	p("  one PUT of the sample per group, %d clients\t%.0f PUT/s\t", o.Concurrency, s.PGWPUTRate)
+	if s.PGWTimedOut {
+		p("  GET /metrics as Prometheus asks for it\tover %s\t(phase timeout reached)", o.PhaseTimeout)
+	} else {
+		p("  GET /metrics as Prometheus asks for it, %d times\tmedian %s\tmax %s, %s bytes inflated", len(s.PGWGets), secs(quantile(s.PGWGets, 0.5)), secs(s.PGWGets[len(s.PGWGets)-1]), thousands(s.PGWBytes))
+	}
+	if pr := s.Prometheus; pr != nil {
+		p("Prometheus %s scraping both, window %s\t\t", pr.Version, o.Window)
+		p("  serve targets: scrape_duration_seconds, %d targets\tp50 %s\tp99 %s, max %s", pr.ServeTargets, ms(pr.ServeP50), ms(pr.ServeP99), ms(pr.ServeMax))
+		p("  serve targets: up\t%d of %d scrapes up\t", pr.ServeUp, pr.ServeScrapes)
+		p("  Pushgateway: scrape_duration_seconds\tp50 %s\tmax %s", secs(pr.PGWP50), secs(pr.PGWMax))
+		p("  Pushgateway: up\t%d of %d scrapes up\t%s samples per scrape", pr.PGWUp, pr.PGWScrapes, thousands(int64(pr.PGWSamplesScraped)))
+		p("  receiver CPU per scrape it answered\t%s\t%.3f cores, %d scrapes", ms(pr.ReceiverCPUPerScrape), pr.ReceiverCores, pr.ReceiverScrapes)
+		p("  Prometheus CPU / peak RSS\t%.3f cores\t%s", pr.PrometheusCores, mib(pr.PeakRSS))
+	}
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) }
+
+func total(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// reasons lists failures by reason, sorted.
+func reasons(m map[string]int) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
 
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 

@@ -1,0 +1,328 @@
+package loadtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// pgwJob is the Prometheus job that scrapes the Pushgateway; the serve
+// targets carry the job their groups have (job), which /sd gives them.
+const pgwJob = "bench_pushgateway"
+
+// PrometheusResult is what a real Prometheus recorded over the window of
+// its scrapes of the serve targets (found through the receiver's /sd) and
+// of the Pushgateway holding the same groups (honor_labels), from its own
+// up and scrape_duration_seconds.
+type PrometheusResult struct {
+	Version string
+
+	ServeTargets                   int // serve targets with samples in the window
+	ServeScrapes, ServeUp          int // samples of up, and those that were 1
+	ServeP50, ServeP99, ServeMax   time.Duration
+	PGWScrapes, PGWUp              int
+	PGWP50, PGWMax                 time.Duration
+	PGWSamplesScraped              float64 // the highest scrape_samples_scraped
+	ReceiverScrapes                int     // answered ok by the receiver in the window
+	ReceiverCPUPerScrape           time.Duration
+	ReceiverCores, PrometheusCores float64
+	PeakRSS                        int64 // Prometheus's VmHWM
+}
+
+// prometheus runs Prometheus against the receiver's /sd and the
+// Pushgateway for one interval to discover and scrape everything once,
+// then for the window, and reads back what it recorded.
+func (b *bench) prometheus(ctx context.Context, recv *daemon, recvPort int) (*PrometheusResult, error) {
+	o := b.opts
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := b.writePrometheusConfig(recvPort)
+	if err != nil {
+		return nil, err
+	}
+	b.progress("prometheus: %s scraping %d targets through /sd and the Pushgateway holding the same groups", o.Prometheus, o.Targets)
+	prom, err := startChild(ctx, o.WorkDir, "prometheus", fmt.Sprintf("http://127.0.0.1:%d", port), "/-/ready", o.Prometheus,
+		"--config.file="+cfg,
+		"--storage.tsdb.path="+filepath.Join(o.WorkDir, "prometheus-data"),
+		"--web.listen-address="+fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if prom != nil {
+			prom.stop()
+		}
+	}()
+	res := &PrometheusResult{}
+	if res.Version, err = promVersion(ctx, prom.monitor); err != nil {
+		return nil, err
+	}
+	if err := b.waitPrometheusUp(ctx, prom.monitor); err != nil {
+		return nil, err
+	}
+	b.progress("prometheus: window: %s", o.Window)
+	served := func() (float64, error) {
+		fams, err := recv.families(ctx)
+		if err != nil {
+			return 0, err
+		}
+		n, _ := sum(fams, "prometheus_streams_serve_scrape_requests_total", map[string]string{"outcome": "ok"})
+		return n, nil
+	}
+	n0, err := served()
+	if err != nil {
+		return nil, err
+	}
+	rc0, err := recv.cpu()
+	if err != nil {
+		return nil, err
+	}
+	pc0, err := prom.cpu()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(o.Window):
+	}
+	end := time.Now()
+	rc1, err := recv.cpu()
+	if err != nil {
+		return nil, err
+	}
+	pc1, err := prom.cpu()
+	if err != nil {
+		return nil, err
+	}
+	n1, err := served()
+	if err != nil {
+		return nil, err
+	}
+	elapsed := end.Sub(start).Seconds()
+	res.ReceiverScrapes = int(n1 - n0)
+	if res.ReceiverScrapes > 0 {
+		res.ReceiverCPUPerScrape = seconds((rc1 - rc0) / float64(res.ReceiverScrapes))
+	}
+	res.ReceiverCores, res.PrometheusCores = (rc1-rc0)/elapsed, (pc1-pc0)/elapsed
+	if err := b.readPrometheus(ctx, prom.monitor, end, res); err != nil {
+		return nil, err
+	}
+	res.PeakRSS = prom.stop()
+	prom = nil
+	return res, nil
+}
+
+// writePrometheusConfig writes the two jobs: the serve targets from /sd
+// (refreshed once per interval, as the harness's scraper does) and the
+// Pushgateway with honor_labels, as its documentation prescribes.
+func (b *bench) writePrometheusConfig(recvPort int) (string, error) {
+	o := b.opts
+	promDuration := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) + "ms" }
+	pgw, err := url.Parse(b.pgw.URL())
+	if err != nil {
+		return "", fmt.Errorf("pushgateway URL: %w", err)
+	}
+	cfg := fmt.Sprintf(`global:
+  scrape_interval: %[1]s
+  scrape_timeout: %[2]s
+scrape_configs:
+  - job_name: serve
+    http_sd_configs:
+      - url: http://127.0.0.1:%[3]d/sd
+        refresh_interval: %[1]s
+  - job_name: %[4]s
+    honor_labels: true
+    static_configs:
+      - targets: ['%[5]s']
+`, promDuration(o.Interval), promDuration(min(o.Interval, 10*time.Second)), recvPort, pgwJob, pgw.Host)
+	path := filepath.Join(o.WorkDir, "prometheus.yml")
+	return path, os.WriteFile(path, []byte(cfg), 0o600)
+}
+
+// waitPrometheusUp waits until Prometheus has scraped every serve target
+// and the Pushgateway at least once.
+func (b *bench) waitPrometheusUp(ctx context.Context, base string) error {
+	limit := 3*b.opts.Interval + time.Minute
+	deadline := time.Now().Add(limit)
+	for {
+		serve, err := promQuery(ctx, base, fmt.Sprintf(`count(up{job=%q})`, job), time.Time{})
+		if err != nil {
+			return err
+		}
+		pgw, err := promQuery(ctx, base, fmt.Sprintf(`count(up{job=%q})`, pgwJob), time.Time{})
+		if err != nil {
+			return err
+		}
+		if len(serve) == 1 && len(pgw) == 1 && lastValue(serve[0]) == float64(b.opts.Targets) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("prometheus: not every target scraped within %s: %w", limit, errTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// readPrometheus reads every sample of up and scrape_duration_seconds of
+// both jobs in the window that ended at end.
+func (b *bench) readPrometheus(ctx context.Context, base string, end time.Time, res *PrometheusResult) error {
+	window := strconv.FormatInt(b.opts.Window.Milliseconds(), 10) + "ms"
+	read := func(metric, j string) ([]promSeries, error) {
+		return promQuery(ctx, base, fmt.Sprintf(`%s{job=%q}[%s]`, metric, j, window), end)
+	}
+	durations := func(series []promSeries) []time.Duration {
+		var d []time.Duration
+		for _, s := range series {
+			for _, v := range s.values {
+				d = append(d, seconds(v))
+			}
+		}
+		slices.Sort(d)
+		return d
+	}
+	ups := func(series []promSeries) (n, up int) {
+		for _, s := range series {
+			for _, v := range s.values {
+				n++
+				if v == 1 {
+					up++
+				}
+			}
+		}
+		return n, up
+	}
+	sd, err := read("scrape_duration_seconds", job)
+	if err != nil {
+		return err
+	}
+	su, err := read("up", job)
+	if err != nil {
+		return err
+	}
+	pd, err := read("scrape_duration_seconds", pgwJob)
+	if err != nil {
+		return err
+	}
+	pu, err := read("up", pgwJob)
+	if err != nil {
+		return err
+	}
+	ps, err := read("scrape_samples_scraped", pgwJob)
+	if err != nil {
+		return err
+	}
+	d := durations(sd)
+	if len(d) == 0 {
+		return fmt.Errorf("prometheus: no scrape of the serve targets in the window")
+	}
+	res.ServeTargets = len(sd)
+	res.ServeScrapes, res.ServeUp = ups(su)
+	res.ServeP50, res.ServeP99, res.ServeMax = quantile(d, 0.50), quantile(d, 0.99), d[len(d)-1]
+	if d = durations(pd); len(d) > 0 {
+		res.PGWP50, res.PGWMax = quantile(d, 0.50), d[len(d)-1]
+	}
+	res.PGWScrapes, res.PGWUp = ups(pu)
+	for _, s := range ps {
+		for _, v := range s.values {
+			res.PGWSamplesScraped = max(res.PGWSamplesScraped, v)
+		}
+	}
+	return nil
+}
+
+// promSeries is one series of a query's answer: an instant vector's one
+// value, or a range's values.
+type promSeries struct {
+	metric map[string]string
+	values []float64
+}
+
+func lastValue(s promSeries) float64 {
+	if len(s.values) == 0 {
+		return 0
+	}
+	return s.values[len(s.values)-1]
+}
+
+// promQuery runs query at the time at (zero: now) with Prometheus's HTTP
+// API and returns its vector or matrix.
+func promQuery(ctx context.Context, base, query string, at time.Time) ([]promSeries, error) {
+	q := url.Values{"query": {query}}
+	if !at.IsZero() {
+		q.Set("time", strconv.FormatFloat(float64(at.UnixNano())/1e9, 'f', 3, 64))
+	}
+	var body strings.Builder
+	code, err := get(ctx, base+"/api/v1/query?"+q.Encode(), &body)
+	if err == nil && code != http.StatusOK {
+		err = fmt.Errorf("HTTP %d: %s", code, body.String())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("prometheus: query %s: %w", query, err)
+	}
+	var resp struct {
+		Data struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+				Value  []any             `json:"value"`  // [time, "v"]
+				Values [][]any           `json:"values"` // [[time, "v"], ...]
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(body.String()), &resp); err != nil {
+		return nil, fmt.Errorf("prometheus: query %s: %w", query, err)
+	}
+	out := make([]promSeries, 0, len(resp.Data.Result))
+	for _, r := range resp.Data.Result {
+		points := r.Values
+		if r.Value != nil {
+			points = [][]any{r.Value}
+		}
+		s := promSeries{metric: r.Metric}
+		for _, p := range points {
+			if len(p) != 2 {
+				return nil, fmt.Errorf("prometheus: query %s: point %v is not [time, value]", query, p)
+			}
+			str, _ := p[1].(string)
+			v, err := strconv.ParseFloat(str, 64)
+			if err != nil {
+				return nil, fmt.Errorf("prometheus: query %s: value %v: %w", query, p, err)
+			}
+			s.values = append(s.values, v)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// promVersion is the version Prometheus reports of itself.
+func promVersion(ctx context.Context, base string) (string, error) {
+	var body strings.Builder
+	if _, err := get(ctx, base+"/api/v1/status/buildinfo", &body); err != nil {
+		return "", fmt.Errorf("prometheus: build info: %w", err)
+	}
+	var resp struct {
+		Data struct {
+			Version string `json:"version"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(body.String()), &resp); err != nil {
+		return "", fmt.Errorf("prometheus: build info: %w", err)
+	}
+	return resp.Data.Version, nil
+}
