@@ -98,7 +98,11 @@ func (b *bench) serve(ctx context.Context) error {
 	go func() { feedErr <- b.feed(fctx) }()
 	defer func() {
 		stopFeed()
-		<-feedErr
+		// A failure during the phase is reported where it happens; what
+		// ends the feeder here is its context.
+		if err := <-feedErr; err != nil && !errors.Is(err, context.Canceled) {
+			b.progress("serve: feeder: %v", err)
+		}
 	}()
 
 	b.progress("serve: feeding %d groups, one scrape each per %s, to a receiver with serve_targets", o.Targets, o.Interval)
