@@ -145,6 +145,14 @@ func (s *served) scrapes(outcome string) float64 {
 	return testutil.ToFloat64(s.o.metrics.scrapes.WithLabelValues(outcome))
 }
 
+// waitScrapes waits until n scrapes with outcome are counted: the handler
+// counts a scrape once it has written the answer, which the client may
+// have read by then.
+func (s *served) waitScrapes(t *testing.T, outcome string, n float64) {
+	t.Helper()
+	testenv.WaitFor(t, fmt.Sprintf("%v scrapes counted %s", n, outcome), 5*time.Second, func() bool { return s.scrapes(outcome) == n })
+}
+
 func groupQuery(publisher, job, instance string) string {
 	q := url.Values{"job": {job}, "instance": {instance}}
 	if publisher != "" {
@@ -188,9 +196,7 @@ func TestScrapeServesTheBodyAsTheTargetServedIt(t *testing.T) {
 			}
 		})
 	}
-	if n := s.scrapes(scrapeOK); n != float64(len(cases)) {
-		t.Errorf("ok scrapes counted %v, want %d", n, len(cases))
-	}
+	s.waitScrapes(t, scrapeOK, float64(len(cases)))
 }
 
 func TestScrapeRefusals(t *testing.T) {
@@ -226,9 +232,7 @@ func TestScrapeRefusals(t *testing.T) {
 			if code != c.code || !strings.Contains(string(body), c.says) {
 				t.Errorf("got %d %q, want %d saying %q", code, body, c.code, c.says)
 			}
-			if s.scrapes(c.outcome) != before+1 {
-				t.Errorf("outcome %s not counted", c.outcome)
-			}
+			s.waitScrapes(t, c.outcome, before+1)
 		})
 	}
 	// The others were answered and the good group still is.
@@ -247,9 +251,7 @@ func TestTooManyConcurrentScrapes(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "serve.max_concurrent_scrapes") {
 		t.Errorf("got %d %q, want 503 naming serve.max_concurrent_scrapes", code, body)
 	}
-	if s.scrapes(scrapeTooMany) != 1 {
-		t.Error("too_many not counted")
-	}
+	s.waitScrapes(t, scrapeTooMany, 1)
 	<-s.o.slots
 	if code, _, _ := s.get(t, groupQuery("", "node", "a")); code != http.StatusOK {
 		t.Errorf("with a slot free: %d", code)
