@@ -38,7 +38,12 @@ func TestServeTargetsIntoRealPrometheus(t *testing.T) {
 	ports := freePorts(t, 4)
 	nodeURL := "http://" + hostPort(ports[0]) + "/metrics"
 	node := startNodeExporter(t, dir, nodeURL)
-	textURL, textBody := staticExporter(t, "node_exporter.prom", testenv.TextContentType)
+	// The text sample with one series of an explicit timestamp, which the
+	// receiver must pass on and Prometheus honour.
+	explicitTS := time.Now().Add(-30 * time.Second).UnixMilli()
+	textBody := exporterBody{testenv.TextContentType, append(testenv.Sample(t, "node_exporter.prom"),
+		fmt.Sprintf("# TYPE streams_explicit_timestamp gauge\nstreams_explicit_timestamp 42 %d\n", explicitTS)...)}
+	textURL := testenv.Exporter(t, textBody.body, textBody.contentType).URL
 	protoURL, protoBody := staticExporter(t, "node_exporter.pb", testenv.ProtoContentType)
 	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "exporter broken", http.StatusInternalServerError)
@@ -128,6 +133,9 @@ func TestServeTargetsIntoRealPrometheus(t *testing.T) {
 			return sameSeries(client, prom.base, c.direct, c.streamed, c.values, "scrape_duration_seconds", "scrape_series_added")
 		}, procs...)
 	}
+	if err := promValue(client, prom.base, `timestamp(streams_explicit_timestamp{job="static",instance="text",publisher="DC1"})`, float64(explicitTS)/1000); err != nil {
+		t.Errorf("the explicit timestamp through the receiver: %v", err)
+	}
 	for _, c := range []struct{ direct, streamed string }{
 		{`scrape_samples_scraped{job="node-direct"}`, `scrape_samples_scraped{job="node",publisher="DC1"}`},
 		{fmt.Sprintf(`scrape_samples_scraped{job="static-direct",instance=%q}`, textHost), `scrape_samples_scraped{job="static",instance="text",publisher="DC1"}`},
@@ -171,7 +179,10 @@ func TestServeTargetsIntoRealPrometheus(t *testing.T) {
 		if _, err := sdHas(client, recvBase); err != nil {
 			return err
 		}
-		v, err := queryPrometheus(client, prom.base, `{publisher="DC1"}`)
+		// Prometheus writes no staleness marker for a series with explicit
+		// timestamps: it stays for the query lookback, as it would had
+		// Prometheus scraped the exporter itself.
+		v, err := queryPrometheus(client, prom.base, `{publisher="DC1",__name__!="streams_explicit_timestamp"}`)
 		if err != nil {
 			return err
 		}

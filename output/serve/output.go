@@ -83,9 +83,8 @@ type Output struct {
 	now     func() time.Time
 	// replayed is set once the replay at start has ended.
 	replayed atomic.Bool
-	started  time.Time
-	// sd is the last /sd document, rebuilt when the store or the address
-	// changed or it is older than sdMaxAge.
+	// sd is the last /sd document, rebuilt when the groups listed or the
+	// address asked for changed.
 	sdMu sync.Mutex
 	sd   sdDoc
 }
@@ -130,7 +129,6 @@ func New(opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Output,
 		log:   logger.With("component", "serve"),
 		now:   time.Now,
 	}
-	o.started = o.now()
 	o.live.Store(&Live{MaxAge: opts.MaxAge, DeleteAfter: opts.DeleteAfter})
 	m, err := newMetrics(reg, o)
 	if err != nil {

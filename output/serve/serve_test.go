@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
 	"go.uber.org/goleak"
 
 	"github.com/choria-io/prometheus-streams/envelope"
@@ -169,13 +170,17 @@ func TestScrapeServesTheBodyAsTheTargetServedIt(t *testing.T) {
 	}{
 		{"text, snappy", "node_exporter.prom", testenv.TextContentType, envelope.CodecSnappy},
 		{"protobuf, zstd", "node_exporter.pb", testenv.ProtoContentType, envelope.CodecZstd},
+		{"protobuf with a native histogram", "", testenv.ProtoContentType, envelope.CodecSnappy},
 		{"openmetrics", "prometheus.openmetrics", "application/openmetrics-text; version=1.0.0; charset=utf-8", envelope.CodecSnappy},
 		{"no content type", "prometheus.prom", "", envelope.CodecSnappy},
 	}
 	s := newServed(t, Options{PublisherLabel: true})
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			body := testenv.Sample(t, c.sample)
+			body := nativeHistogramBody(t)
+			if c.sample != "" {
+				body = testenv.Sample(t, c.sample)
+			}
 			inst := fmt.Sprintf("web%d:9100", i)
 			if reason, err := s.offer(scrapeOf(t, "dc1", "node", inst, now, c.contentType, body, c.codec)); reason != "" {
 				t.Fatalf("not held: %s %v", reason, err)
@@ -541,4 +546,34 @@ func TestOfferRefusesABodyThatDoesNotInflate(t *testing.T) {
 	if n := testutil.ToFloat64(s.o.metrics.offers.WithLabelValues(offerInvalid)); n != 2 {
 		t.Errorf("invalid offers %v, want 2", n)
 	}
+}
+
+// nativeHistogramBody is a delimited protobuf exposition with a native
+// histogram, as client_golang serves one to a Prometheus that asks for
+// protobuf.
+func nativeHistogramBody(t *testing.T) []byte {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "request_duration_seconds", Help: "A native histogram.", NativeHistogramBucketFactor: 1.1,
+	})
+	reg.MustRegister(h)
+	for _, v := range []float64{0.01, 0.02, 0.5, 3} {
+		h.Observe(v)
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fams[0].GetMetric()[0].GetHistogram().GetPositiveSpan()) == 0 {
+		t.Fatal("the histogram has no native buckets")
+	}
+	var b bytes.Buffer
+	enc := expfmt.NewEncoder(&b, expfmt.NewFormat(expfmt.TypeProtoDelim))
+	for _, mf := range fams {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b.Bytes()
 }
