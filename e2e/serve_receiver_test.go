@@ -178,9 +178,9 @@ func TestServeReceiverRestartServesAgainWithinSeconds(t *testing.T) {
 // with its own client_id and so its own durable subscription, consume the
 // same channel with serve_targets. Each holds every group, so each
 // Prometheus of an HA pair can find and scrape the targets on one receiver
-// of its own (or both Prometheus servers on both receivers, as two
-// http_sd_configs entries), and losing one receiver loses neither the data
-// nor the other Prometheus's view. Both list every group and answer the
+// of its own (not one Prometheus on both: each group would be two targets
+// with the same labels), and losing one receiver loses neither the data nor
+// the other Prometheus's view. Both list every group and answer the
 // same bodies; killing one with SIGKILL leaves the other serving, new
 // scrapes included.
 func TestServeHotPair(t *testing.T) {
