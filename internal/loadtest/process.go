@@ -25,6 +25,7 @@ type daemon struct {
 	cmd     *exec.Cmd
 	monitor string // http://host:port of its monitor endpoint (Prometheus: its web UI)
 	logPath string
+	started time.Time // just before the process was started
 	done    chan struct{}
 	waitErr error
 }
@@ -45,11 +46,12 @@ func startChild(ctx context.Context, dir, name, base, readyPath, exe string, arg
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		_ = logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	d := &daemon{name: name, cmd: cmd, monitor: base, logPath: logPath, done: make(chan struct{})}
+	d := &daemon{name: name, cmd: cmd, monitor: base, logPath: logPath, started: started, done: make(chan struct{})}
 	go func() {
 		d.waitErr = cmd.Wait()
 		_ = logFile.Close()
@@ -93,11 +95,7 @@ func (d *daemon) cpu() (float64, error) {
 // process lives: rusage's maxrss of a child started with Go's vfork-style
 // clone starts from the parent's own peak at exec, which is the harness's.
 func (d *daemon) stop() (peakRSS int64) {
-	if p, err := procfs.NewProc(d.cmd.Process.Pid); err == nil {
-		if st, err := p.NewStatus(); err == nil {
-			peakRSS = int64(st.VmHWM)
-		}
-	}
+	peakRSS = d.peakRSS()
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.done:
@@ -106,6 +104,28 @@ func (d *daemon) stop() (peakRSS int64) {
 		<-d.done
 	}
 	return peakRSS
+}
+
+// kill reads the daemon's peak resident memory, as stop does, then ends
+// it with SIGKILL, as a crash would, and waits for the exit.
+func (d *daemon) kill() (peakRSS int64) {
+	peakRSS = d.peakRSS()
+	_ = d.cmd.Process.Kill()
+	<-d.done
+	return peakRSS
+}
+
+// peakRSS is the daemon's VmHWM so far, or 0 when it cannot be read.
+func (d *daemon) peakRSS() int64 {
+	p, err := procfs.NewProc(d.cmd.Process.Pid)
+	if err != nil {
+		return 0
+	}
+	st, err := p.NewStatus()
+	if err != nil {
+		return 0
+	}
+	return int64(st.VmHWM)
 }
 
 // families reads the daemon's own metrics.

@@ -68,6 +68,9 @@ func serveReport(p func(string, ...any), r *Result) {
 	p("  GET /sd, %d fetches\tmax %s\t%s bytes", s.SDFetches, ms(s.SDMax), thousands(int64(s.SDBytes)))
 	p("  receiver held bytes (serve_held_bytes)\t%s\t", thousands(int64(s.HeldBytes)))
 	p("  receiver peak RSS\t%s\t", mib(s.PeakRSS))
+	if rs := s.Restart; rs != nil {
+		restartReport(p, s.Groups, rs)
+	}
 	p("Pushgateway holding the same %d groups (consistency check %s)\t\t", s.Groups, onOff(o.PushgatewayCheck))
 	p("  one PUT of the sample per group, %d clients\t%.0f PUT/s\t", o.Concurrency, s.PGWPUTRate)
 	if s.PGWTimedOut {
@@ -84,6 +87,31 @@ func serveReport(p func(string, ...any), r *Result) {
 		p("  receiver CPU per scrape it answered\t%s\t%.3f cores, %d scrapes", ms(pr.ReceiverCPUPerScrape), pr.ReceiverCores, pr.ReceiverScrapes)
 		p("  Prometheus CPU / peak RSS\t%.3f cores\t%s", pr.PrometheusCores, mib(pr.PeakRSS))
 	}
+}
+
+// restartReport writes the lines of the receiver's restart.
+func restartReport(p func(string, ...any), groups int, rs *RestartResult) {
+	p("  restart (SIGKILL after the window, same durable, feeder on): /sd lists every group\t%s\t%d of %d listed; %s messages replayed, %s CPU to then",
+		sinceStart(rs.SDReady), rs.Listed, groups, thousands(int64(rs.Replayed)), secs(rs.CPU))
+	failures := "no failure"
+	if n := total(rs.Failed); n > 0 {
+		failures = fmt.Sprintf("%d failed (%s)", n, reasons(rs.Failed))
+	}
+	passes := fmt.Sprintf("%d passes, the first", rs.Passes)
+	if rs.Passes == 1 {
+		passes = "1 pass"
+	}
+	p("  restart: a scrape of every group answers 200\t%s\t%d of %d; %s %s, %d at a time; %s",
+		sinceStart(rs.AllServed), rs.Served, groups, passes, secs(rs.FirstPass), restartScrapers, failures)
+	p("  restart: receiver peak RSS\t%s\t", mib(rs.PeakRSS))
+}
+
+// sinceStart is a time after a restart, or says it was not reached.
+func sinceStart(d time.Duration) string {
+	if d == 0 {
+		return "not reached"
+	}
+	return secs(d) + " after start"
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }

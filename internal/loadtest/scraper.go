@@ -67,11 +67,18 @@ func newScraper(sdURL string, interval time.Duration, wantBytes int64) *scraper 
 	}
 }
 
-// targets fetches /sd and returns the scrape URL of every target, built as
-// Prometheus builds it from __scheme__, the address, __metrics_path__ and
-// the __param_ labels.
+// targets fetches /sd and returns the scrape URL of every target.
 func (s *scraper) targets(ctx context.Context) ([]string, error) {
-	var body strings.Builder
+	body, err := s.fetchSD(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.parseSD(body)
+}
+
+// fetchSD returns the body of /sd, or an error for anything but 200.
+func (s *scraper) fetchSD(ctx context.Context) ([]byte, error) {
+	var body bytes.Buffer
 	code, err := get(ctx, s.sdURL, &body)
 	if err == nil && code != http.StatusOK {
 		err = fmt.Errorf("HTTP %d", code)
@@ -79,11 +86,18 @@ func (s *scraper) targets(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", s.sdURL, err)
 	}
+	return body.Bytes(), nil
+}
+
+// parseSD returns the scrape URL of every target of an /sd body, built as
+// Prometheus builds it from __scheme__, the address, __metrics_path__ and
+// the __param_ labels.
+func (s *scraper) parseSD(body []byte) ([]string, error) {
 	var groups []struct {
 		Targets []string          `json:"targets"`
 		Labels  map[string]string `json:"labels"`
 	}
-	if err := json.Unmarshal([]byte(body.String()), &groups); err != nil {
+	if err := json.Unmarshal(body, &groups); err != nil {
 		return nil, fmt.Errorf("GET %s: %w", s.sdURL, err)
 	}
 	var urls []string
@@ -162,20 +176,12 @@ func fnvHash(s string) uint64 {
 	return h.Sum64()
 }
 
-// scrape GETs u as Prometheus does and reads the body to its end; the
-// latency runs from the request to the body's last byte.
+// scrape GETs u as Prometheus does and records the outcome.
 func (s *scraper) scrape(ctx context.Context, u string) {
 	record := s.recording.Load()
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	start := time.Now()
-	n, reason := s.fetchTo(ctx, u, io.Discard)
-	lat := time.Since(start)
+	lat, reason := s.scrapeOnce(ctx, u)
 	if !record {
 		return
-	}
-	if reason == "" && n != s.wantBytes {
-		reason = "body of another size than the sample's"
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -184,6 +190,22 @@ func (s *scraper) scrape(ctx context.Context, u string) {
 		return
 	}
 	s.lat = append(s.lat, lat)
+}
+
+// scrapeOnce GETs u as Prometheus does, within the scrape timeout, and
+// reads the body to its end. It returns the latency, from the request to
+// the body's last byte, or why the scrape failed: a bounded reason, also
+// for a 200 whose body is not the sample's length.
+func (s *scraper) scrapeOnce(ctx context.Context, u string) (time.Duration, string) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	start := time.Now()
+	n, reason := s.fetchTo(ctx, u, io.Discard)
+	lat := time.Since(start)
+	if reason == "" && n != s.wantBytes {
+		reason = "body of another size than the sample's"
+	}
+	return lat, reason
 }
 
 // fetchTo GETs u as Prometheus does, copies the body (inflated) to w and

@@ -46,7 +46,9 @@ type ServeResult struct {
 	SDMax                             time.Duration
 	SDBytes                           int
 	HeldBytes                         float64 // the receiver's serve_held_bytes
-	PeakRSS                           int64   // the receiver's VmHWM, the whole phase
+	PeakRSS                           int64   // the receiver's VmHWM, the whole phase until the restart
+
+	Restart *RestartResult // the receiver killed after the window and started again
 
 	// The Pushgateway holding the same groups: one PUT of the sample each,
 	// then GET /metrics as Prometheus asks for it, timed to the last byte.
@@ -123,19 +125,30 @@ func (b *bench) serve(ctx context.Context) error {
 			return err
 		}
 	}
+	if o.ProfileDir != "" {
+		if err := recv.save(ctx, "/debug/pprof/heap", filepath.Join(o.ProfileDir, "receiver-serve.heap.pprof")); err != nil {
+			return err
+		}
+	}
+	// The restart comes last, so that the figures above are all of one
+	// receiver's life. SIGKILL, as a crash: that is what the replay at
+	// start is for, and the harder case, as nothing is closed in order.
+	// NATS Streaming still holds the old client when the new one connects
+	// with the same client id, and the durable delivers again what the
+	// old one had not acknowledged. SIGTERM would also have the
+	// receiver's own shutdown in the measurement.
+	b.progress("serve: restart: killing the receiver (SIGKILL) and starting it again with the same durable, the feeder publishing on")
+	res.PeakRSS = recv.kill()
+	recv = nil
+	if res.Restart, err = b.restart(ctx, cfg, port); err != nil {
+		return err
+	}
 	select {
 	case err := <-feedErr:
 		feedErr <- err // for the deferred receive
 		return fmt.Errorf("feed: %w", err)
 	default:
 	}
-	if o.ProfileDir != "" {
-		if err := recv.save(ctx, "/debug/pprof/heap", filepath.Join(o.ProfileDir, "receiver-serve.heap.pprof")); err != nil {
-			return err
-		}
-	}
-	res.PeakRSS = recv.stop()
-	recv = nil
 	return nil
 }
 
