@@ -224,11 +224,7 @@ func TestURLs(t *testing.T) {
 // TestParseErrors checks that every error Parse reports names the file,
 // the line and the key.
 func TestParseErrors(t *testing.T) {
-	tests := []struct {
-		name    string
-		input   string
-		wantErr string
-	}{
+	tests := []parseErrorCase{
 		{"empty file", "", "config.yaml: empty configuration"},
 		{"only comments", "# nothing\n", "config.yaml: empty configuration"},
 		{"empty document", "---\n", "config.yaml: empty configuration"},
@@ -293,6 +289,18 @@ func TestParseErrors(t *testing.T) {
 			"config.yaml:2: log_format: must be \"text\" or \"json\", not \"xml\"\nconfig.yaml:1: scrape_interval: must be greater than 0",
 		},
 	}
+	checkParseErrors(t, tests)
+}
+
+// parseErrorCase is a file and the error Parse must give for it.
+type parseErrorCase struct {
+	name, input, wantErr string
+}
+
+// checkParseErrors parses each input and checks its error, and that no
+// Config comes with one.
+func checkParseErrors(t *testing.T, tests []parseErrorCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := Parse([]byte(tt.input), "config.yaml")

@@ -18,11 +18,7 @@ jobs:
   node:
     targets: [{url: 'http://a:9100/metrics'}]
 `
-	tests := []struct {
-		name         string
-		from, to     string // replace from with to in base
-		poller, recv []string
-	}{
+	tests := []restartCase{
 		{"no change", "", "", nil, nil},
 		{"same meaning written differently", "scrape_interval: 10s", "scrape_interval: 10000ms", nil, nil},
 		{"target added", "targets: [{url: 'http://a:9100/metrics'}]", "targets: [{url: 'http://a:9100/metrics'}, {url: 'http://b:9100/metrics'}]", nil, nil},
@@ -42,6 +38,20 @@ jobs:
 		{"global tls", "identity: dc1", "identity: dc1\ntls: {scheme: file, ca: /ca.pem, cert: /c.pem, key: /k.pem}", []string{"tls"}, []string{"tls"}},
 		{"management is ignored", "identity: dc1", "identity: dc1\nmanagement: {identity: x}", nil, nil},
 	}
+	checkRestartKeys(t, base, tests)
+}
+
+// restartCase is a change to a base file and the keys each role must
+// restart for.
+type restartCase struct {
+	name         string
+	from, to     string // replace from with to in base
+	poller, recv []string
+}
+
+// checkRestartKeys runs RestartKeys between base and each case's edit of it.
+func checkRestartKeys(t *testing.T, base string, tests []restartCase) {
+	t.Helper()
 	old := mustParse(t, base)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

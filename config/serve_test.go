@@ -3,7 +3,6 @@ package config
 import (
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 )
@@ -74,11 +73,7 @@ func TestServeFullSample(t *testing.T) {
 // TestServeParseErrors checks that every error of serve_targets and serve
 // names the file, the line and the key.
 func TestServeParseErrors(t *testing.T) {
-	tests := []struct {
-		name    string
-		input   string
-		wantErr string
-	}{
+	tests := []parseErrorCase{
 		{"section without serve_targets", "verbose: true\nserve:\n  max_groups: 10\n", "config.yaml:2: serve: set serve_targets: true to serve targets, or remove the section"},
 		{"section with serve_targets false", "serve_targets: false\nserve: {}\n", "config.yaml:2: serve: set serve_targets: true to serve targets, or remove the section"},
 		{"serve_targets not a bool", "serve_targets: sometimes\n", "config.yaml:1: serve_targets: cannot unmarshal !!str `sometimes` into bool"},
@@ -102,15 +97,7 @@ func TestServeParseErrors(t *testing.T) {
 			"config.yaml:3: serve.max_groups: must be greater than 0\nconfig.yaml:4: serve.write_timeout: must be greater than 0",
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c, err := Parse([]byte(tt.input), "config.yaml")
-			checkErr(t, err, tt.wantErr)
-			if err != nil && c != nil {
-				t.Error("a Config returned with an error")
-			}
-		})
-	}
+	checkParseErrors(t, tests)
 }
 
 // TestServeValidate covers the receiver's outputs: push_gateway,
@@ -153,11 +140,7 @@ serve_targets: true
 serve:
   max_groups: 10
 `
-	tests := []struct {
-		name         string
-		from, to     string // replace from with to in base
-		poller, recv []string
-	}{
+	tests := []restartCase{
 		{"no change", "", "", nil, nil},
 		{"a default written out", "  max_groups: 10\n", "  max_groups: 10\n  write_timeout: 10s\n", nil, nil},
 		{"delete_after is live", "  max_groups: 10\n", "  max_groups: 10\n  delete_after: 3h\n", nil, nil},
@@ -168,23 +151,5 @@ serve:
 		{"section removed, defaults kept", "serve:\n  max_groups: 10\n", "", nil, []string{"serve.max_groups"}},
 		{"serving turned off", "serve_targets: true\nserve:\n  max_groups: 10\n", "push_gateway: {url: 'http://pg'}\n", nil, []string{"push_gateway", "serve_targets", "serve"}},
 	}
-	old := mustParse(t, base)
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			input := base
-			if tt.from != "" {
-				if !strings.Contains(base, tt.from) {
-					t.Fatalf("base has no %q", tt.from)
-				}
-				input = strings.Replace(base, tt.from, tt.to, 1)
-			}
-			c := mustParse(t, input)
-			if got := RestartKeys(old, c, RolePoller); !reflect.DeepEqual(got, tt.poller) {
-				t.Errorf("poller: got %q, want %q", got, tt.poller)
-			}
-			if got := RestartKeys(old, c, RoleReceiver); !reflect.DeepEqual(got, tt.recv) {
-				t.Errorf("receiver: got %q, want %q", got, tt.recv)
-			}
-		})
-	}
+	checkRestartKeys(t, base, tests)
 }
