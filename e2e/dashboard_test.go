@@ -291,19 +291,7 @@ func TestDashboardServedOnly(t *testing.T) {
 		{"other selectors kept", `up == 0 and scrape_duration_seconds`, `up{output="serve"} == 0 and scrape_duration_seconds`},
 		{"inside functions", `max_over_time(up[5m])`, `max_over_time(up{output="serve"}[5m])`},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			got, err := servedOnly(c.in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := promqlParser.ParseExpr(c.want)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != want.String() {
-				t.Errorf("servedOnly(%q) = %q, want %q", c.in, got, want.String())
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { checkRewrite(t, "servedOnly", servedOnly, c.in, c.want) })
 	}
 }
 

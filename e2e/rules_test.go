@@ -145,19 +145,24 @@ func TestRulesStripThresholds(t *testing.T) {
 		{"bool comparison kept", `up == bool 0`, `up == bool 0`},
 		{"vector comparison kept", `a > b`, `a > b`},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			got, err := stripThresholds(c.in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := promqlParser.ParseExpr(c.want)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != want.String() {
-				t.Errorf("stripThresholds(%q) = %q, want %q", c.in, got, want.String())
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { checkRewrite(t, "stripThresholds", stripThresholds, c.in, c.want) })
+	}
+}
+
+// checkRewrite checks that rewrite turns the PromQL expression in into
+// want, compared as Prometheus prints them.
+func checkRewrite(t *testing.T, name string, rewrite func(string) (string, error), in, want string) {
+	t.Helper()
+	got, err := rewrite(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := promqlParser.ParseExpr(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != w.String() {
+		t.Errorf("%s(%q) = %q, want %q", name, in, got, w.String())
 	}
 }
 
