@@ -181,7 +181,7 @@ func (o *Output) Offer(env *envelope.Envelope, d output.Delivery) {
 			return
 		}
 	}
-	ok, err := o.store.put(o.groupID(env), env)
+	res, err := o.store.put(o.groupID(env), env)
 	switch {
 	case errors.Is(err, ErrTooManyGroups):
 		o.metrics.offers.WithLabelValues(offerRefusedGroups).Inc()
@@ -191,10 +191,10 @@ func (o *Output) Offer(env *envelope.Envelope, d output.Delivery) {
 		d.Done(output.ReasonLimit, err)
 	case err != nil:
 		d.Done(output.ReasonLimit, fmt.Errorf("serve output: %w", err))
-	case ok == putOlder:
+	case res == putOlder:
 		o.metrics.offers.WithLabelValues(offerSuperseded).Inc()
 		d.Done(output.ReasonSuperseded, nil)
-	case ok == putSame:
+	case res == putSame:
 		o.metrics.offers.WithLabelValues(offerRedelivered).Inc()
 		d.Done("", nil)
 	default:
