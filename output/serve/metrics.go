@@ -114,7 +114,11 @@ func newMetrics(reg prometheus.Registerer, o *Output) (*metrics, error) {
 		// max_groups, or the publishers allow-list, for hostile ones).
 		newest: prometheus.NewDesc(name("last_scrape_timestamp_seconds"), "Unix time the newest scrape held of each publisher (DC) started at its poller: the DC's freshness as the served targets show it.", []string{"publisher"}, nil),
 	}
-	for _, c := range []prometheus.Collector{m.offers, m.scrapes, m.scrapeDuration, m.servedBytes, m.sdRequests, m.deleted, state} {
+	conflicts := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: subsystem, Name: "publisher_conflicts_total",
+		Help: "Scrapes held over the group's scrape of another publisher: with serve.publisher_label false, two DCs with the same job and instance overwrite each other's group.",
+	}, func() float64 { return float64(o.store.publisherConflicts()) })
+	for _, c := range []prometheus.Collector{m.offers, m.scrapes, m.scrapeDuration, m.servedBytes, m.sdRequests, m.deleted, state, conflicts} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register serve output metrics: %w", err)
 		}

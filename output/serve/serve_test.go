@@ -577,3 +577,19 @@ func nativeHistogramBody(t *testing.T) []byte {
 	}
 	return b.Bytes()
 }
+
+func TestPublisherConflictsAreCounted(t *testing.T) {
+	now := time.Now()
+	s := newServed(t, Options{PublisherLabel: false})
+	s.hold(t, scrapeOf(t, "dc1", "node", "web1", now, testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
+	s.hold(t, scrapeOf(t, "dc1", "node", "web1", now.Add(time.Second), testenv.TextContentType, []byte("v 2\n"), envelope.CodecSnappy))
+	s.hold(t, scrapeOf(t, "dc2", "node", "web1", now.Add(2*time.Second), testenv.TextContentType, []byte("v 3\n"), envelope.CodecSnappy))
+	want := `
+# HELP prometheus_streams_serve_publisher_conflicts_total Scrapes held over the group's scrape of another publisher: with serve.publisher_label false, two DCs with the same job and instance overwrite each other's group.
+# TYPE prometheus_streams_serve_publisher_conflicts_total counter
+prometheus_streams_serve_publisher_conflicts_total 1
+`
+	if err := testutil.GatherAndCompare(s.reg, strings.NewReader(want), "prometheus_streams_serve_publisher_conflicts_total"); err != nil {
+		t.Error(err)
+	}
+}

@@ -55,6 +55,10 @@ type store struct {
 	bytes  int64
 	// seed hashes group IDs for list's fingerprint.
 	seed maphash.Seed
+	// conflicts counts scrapes held over one of another publisher: two
+	// DCs writing one group, which only a group ID without the publisher
+	// lets happen.
+	conflicts uint64
 }
 
 func newStore(maxGroups int, maxBytes int64) *store {
@@ -104,6 +108,9 @@ func (s *store) put(id groupID, env *envelope.Envelope) (putResult, error) {
 	h := uint64(0)
 	if old != nil {
 		h = old.hash
+		if old.env.Publisher != env.Publisher {
+			s.conflicts++
+		}
 	} else {
 		h = maphash.Comparable(s.seed, id)
 	}
@@ -192,4 +199,12 @@ func (s *store) count(staleBefore time.Time) counts {
 		}
 	}
 	return c
+}
+
+// publisherConflicts returns how many scrapes replaced one of another
+// publisher.
+func (s *store) publisherConflicts() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.conflicts
 }
