@@ -164,43 +164,55 @@ func (o *Output) Replays() bool { return true }
 // settles d at once: held ("") or why not. A redelivery of the scrape held
 // counts as held.
 func (o *Output) Offer(env *envelope.Envelope, d output.Delivery) {
-	if env.Outcome == envelope.OutcomeSuccess {
-		// Inflated once here (a few µs for a node exporter) so that a body
-		// that would only fail at every scrape is refused now, with the
-		// reason the Pushgateway output gives it, instead of replacing a
-		// good scrape.
-		buf := o.bufs.get()
-		body, err := env.Body((*buf)[:0], int(o.opts.BodyLimit))
-		if err == nil {
-			*buf = body
-		}
-		o.bufs.put(buf)
-		if err != nil {
+	id := o.groupID(env)
+	// Redeliveries and older scrapes (the replay and the durable deliver
+	// the same messages after a start) are settled before the body costs
+	// an inflate; put checks again under its lock.
+	res := o.store.compare(id, env.ScrapeStart)
+	if res == putHeld {
+		if err := o.checkBody(env); err != nil {
 			o.metrics.offers.WithLabelValues(offerInvalid).Inc()
 			d.Done(envelope.Reason(err), fmt.Errorf("serve output: scrape of %s/%s: %w", env.Job, env.Instance, err))
 			return
 		}
+		var err error
+		if res, err = o.store.put(id, env); err != nil {
+			result := offerRefusedBytes
+			if errors.Is(err, ErrTooManyGroups) {
+				result = offerRefusedGroups
+			}
+			o.metrics.offers.WithLabelValues(result).Inc()
+			d.Done(output.ReasonLimit, err)
+			return
+		}
 	}
-	res, err := o.store.put(o.groupID(env), env)
-	switch {
-	case errors.Is(err, ErrTooManyGroups):
-		o.metrics.offers.WithLabelValues(offerRefusedGroups).Inc()
-		d.Done(output.ReasonLimit, err)
-	case errors.Is(err, ErrTooManyBytes):
-		o.metrics.offers.WithLabelValues(offerRefusedBytes).Inc()
-		d.Done(output.ReasonLimit, err)
-	case err != nil:
-		d.Done(output.ReasonLimit, fmt.Errorf("serve output: %w", err))
-	case res == putOlder:
+	switch res {
+	case putOlder:
 		o.metrics.offers.WithLabelValues(offerSuperseded).Inc()
 		d.Done(output.ReasonSuperseded, nil)
-	case res == putSame:
+	case putSame:
 		o.metrics.offers.WithLabelValues(offerRedelivered).Inc()
 		d.Done("", nil)
 	default:
 		o.metrics.offers.WithLabelValues(offerHeld).Inc()
 		d.Done("", nil)
 	}
+}
+
+// checkBody inflates a successful scrape's body once, so that a body that
+// would only fail at every scrape is refused now, with the reason the
+// Pushgateway output gives it, instead of replacing a good scrape.
+func (o *Output) checkBody(env *envelope.Envelope) error {
+	if env.Outcome != envelope.OutcomeSuccess {
+		return nil
+	}
+	buf := o.bufs.get()
+	defer o.bufs.put(buf)
+	body, err := env.Body((*buf)[:0], int(o.opts.BodyLimit))
+	if err == nil {
+		*buf = body
+	}
+	return err
 }
 
 func (o *Output) groupID(env *envelope.Envelope) groupID {

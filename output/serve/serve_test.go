@@ -593,3 +593,22 @@ prometheus_streams_serve_publisher_conflicts_total 1
 		t.Error(err)
 	}
 }
+
+// A redelivery or an older scrape is settled on its start alone: its body
+// costs no inflate, so even a corrupt one is no invalid offer.
+func TestOfferSettlesRedeliveriesBeforeTheBody(t *testing.T) {
+	now := time.Now()
+	s := newServed(t, Options{})
+	good := scrapeOf(t, "dc1", "node", "a", now, testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy)
+	s.hold(t, good)
+	for _, start := range []time.Time{now, now.Add(-time.Second)} {
+		again := *good
+		again.ScrapeStart, again.Payload = start, []byte{0x10, 0xff, 0xff}
+		_, _ = s.offer(&again) // settled as counted below
+	}
+	for result, want := range map[string]float64{offerRedelivered: 1, offerSuperseded: 1, offerInvalid: 0} {
+		if got := testutil.ToFloat64(s.o.metrics.offers.WithLabelValues(result)); got != want {
+			t.Errorf("offers{%s} = %v, want %v", result, got, want)
+		}
+	}
+}

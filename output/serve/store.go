@@ -84,13 +84,10 @@ func (s *store) put(id groupID, env *envelope.Envelope) (putResult, error) {
 	size := heldSize(env)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := s.groups[id]
-	switch {
-	case old != nil && env.ScrapeStart.Equal(old.env.ScrapeStart):
-		return putSame, nil
-	case old != nil && env.ScrapeStart.Before(old.env.ScrapeStart):
-		return putOlder, nil
+	if res := s.compareLocked(id, env.ScrapeStart); res != putHeld {
+		return res, nil
 	}
+	old := s.groups[id]
 	var oldSize int64
 	if old != nil {
 		oldSize = old.size
@@ -117,6 +114,27 @@ func (s *store) put(id groupID, env *envelope.Envelope) (putResult, error) {
 	s.groups[id] = &held{id: id, env: &kept, size: size, hash: h}
 	s.bytes += size - oldSize
 	return putHeld, nil
+}
+
+// compare tells what put would make of a scrape of id that started at
+// start, as far as the group's held scrape decides: putSame, putOlder, or
+// putHeld when the scrape is newer (or the group new).
+func (s *store) compare(id groupID, start time.Time) putResult {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.compareLocked(id, start)
+}
+
+// compareLocked is compare with mu held.
+func (s *store) compareLocked(id groupID, start time.Time) putResult {
+	old := s.groups[id]
+	switch {
+	case old == nil || start.After(old.env.ScrapeStart):
+		return putHeld
+	case start.Equal(old.env.ScrapeStart):
+		return putSame
+	}
+	return putOlder
 }
 
 // get returns the group's newest scrape, or nil.
