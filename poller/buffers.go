@@ -3,13 +3,15 @@ package poller
 import (
 	"bytes"
 	"sync"
+
+	"github.com/choria-io/prometheus-streams/internal/bufpool"
 )
 
 // maxKeptBuffer is the largest buffer put back for reuse. A target that
 // served a huge body (up to body_size_limit, or more and refused) must not
 // leave that much memory pinned in the pool for the next scrape of any
 // target; such a buffer is dropped for the garbage collector instead.
-const maxKeptBuffer = 4 << 20
+const maxKeptBuffer = bufpool.MaxKept
 
 // buffers lends the scratch buffers of one scrape: the body as read and
 // the compressed body. A target loop borrows them for a single scrape (the
@@ -26,7 +28,7 @@ const maxKeptBuffer = 4 << 20
 // collections, so a burst of concurrent scrapes does not pin memory either.
 type buffers struct {
 	bodies     sync.Pool // of *bytes.Buffer
-	compressed sync.Pool // of *[]byte
+	compressed bufpool.Slices
 }
 
 // body returns an empty body buffer, with the capacity of an earlier
@@ -51,19 +53,8 @@ func (b *buffers) putBody(buf *bytes.Buffer) {
 // has length 0 and the capacity of an earlier scrape when one is free. The
 // caller stores the compressed slice back through the pointer, so that a
 // buffer the codec had to grow is the one reused.
-func (b *buffers) compression() *[]byte {
-	if buf, ok := b.compressed.Get().(*[]byte); ok {
-		return buf
-	}
-	return new([]byte)
-}
+func (b *buffers) compression() *[]byte { return b.compressed.Get() }
 
 // putCompression gives buf back; the caller must not use it, or the slice
 // it pointed to, afterwards.
-func (b *buffers) putCompression(buf *[]byte) {
-	if cap(*buf) > maxKeptBuffer {
-		return
-	}
-	*buf = (*buf)[:0]
-	b.compressed.Put(buf)
-}
+func (b *buffers) putCompression(buf *[]byte) { b.compressed.Put(buf) }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/internal/backoff"
+	"github.com/choria-io/prometheus-streams/internal/bufpool"
 	"github.com/choria-io/prometheus-streams/output"
 	"github.com/choria-io/prometheus-streams/pushgateway"
 )
@@ -155,7 +156,7 @@ func (w *worker) push(ctx context.Context, g *group, contentType string) error {
 
 // maxKeptBuffer is the most a worker keeps of its buffers between scrapes:
 // one huge scrape must not pin its size for the life of the process.
-const maxKeptBuffer = 4 << 20
+const maxKeptBuffer = bufpool.MaxKept
 
 // trim drops buffers a large scrape grew beyond maxKeptBuffer.
 func (w *worker) trim() {

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/choria-io/prometheus-streams/envelope"
@@ -186,8 +185,8 @@ func (o *Output) scrape(w http.ResponseWriter, r *http.Request) string {
 		http.Error(w, "the scrape at the poller failed: "+env.Error, http.StatusServiceUnavailable)
 		return scrapeFailed
 	}
-	buf := o.bufs.get()
-	defer o.bufs.put(buf)
+	buf := o.bufs.Get()
+	defer o.bufs.Put(buf)
 	body, err := env.Body((*buf)[:0], int(o.opts.BodyLimit))
 	if err != nil {
 		http.Error(w, "the held body does not inflate: "+err.Error(), http.StatusInternalServerError)
@@ -249,26 +248,4 @@ func (o *Output) parseGroup(rawQuery string) (groupID, error) {
 		id.publisher = q.Get("publisher")
 	}
 	return id, nil
-}
-
-// maxPooledBuffer is the largest buffer kept for reuse: one huge body must
-// not pin its size for the life of the process.
-const maxPooledBuffer = 4 << 20
-
-// bufferPool reuses the buffers bodies are inflated into, so a scrape
-// costs an inflate and a write, not an allocation of the body's size.
-type bufferPool struct{ p sync.Pool }
-
-func (b *bufferPool) get() *[]byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return v
-	}
-	buf := make([]byte, 0, 64<<10)
-	return &buf
-}
-
-func (b *bufferPool) put(buf *[]byte) {
-	if cap(*buf) <= maxPooledBuffer {
-		b.p.Put(buf)
-	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/choria-io/prometheus-streams/envelope"
+	"github.com/choria-io/prometheus-streams/internal/bufpool"
 	"github.com/choria-io/prometheus-streams/output"
 )
 
@@ -76,8 +77,8 @@ type Output struct {
 	opts    Options
 	live    atomic.Pointer[Live]
 	store   *store
-	slots   chan struct{} // one token per scrape request being answered
-	bufs    bufferPool
+	slots   chan struct{}  // one token per scrape request being answered
+	bufs    bufpool.Slices // bodies inflated, for a check or a scrape
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
@@ -206,8 +207,8 @@ func (o *Output) checkBody(env *envelope.Envelope) error {
 	if env.Outcome != envelope.OutcomeSuccess {
 		return nil
 	}
-	buf := o.bufs.get()
-	defer o.bufs.put(buf)
+	buf := o.bufs.Get()
+	defer o.bufs.Put(buf)
 	body, err := env.Body((*buf)[:0], int(o.opts.BodyLimit))
 	if err == nil {
 		*buf = body
