@@ -6,18 +6,22 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	commoncfg "github.com/prometheus/common/config"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/choria-io/prometheus-streams/config"
+	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/internal/monitor"
 	"github.com/choria-io/prometheus-streams/internal/testenv"
+	"github.com/choria-io/prometheus-streams/output/serve"
 )
 
 func TestSelfScrapeThroughMonitorWebConfig(t *testing.T) {
@@ -108,3 +112,45 @@ func TestPushgatewayHTTPClientErrorsNameTheSection(t *testing.T) {
 		t.Fatalf("a missing ca_file: %v, want an error naming push_gateway", err)
 	}
 }
+
+// The served targets' __scheme__ follows the monitor endpoint's TLS, and
+// serve.scheme overrides it for a load balancer in front.
+func TestServeSchemeFollowsTheMonitorWebConfig(t *testing.T) {
+	dir := t.TempDir()
+	testenv.SelfSigned(t, testenv.CertOptions{CommonName: "monitor", IPAddresses: testenv.Loopback(), Server: true}).
+		Write(t, dir, "monitor.crt", "monitor.key")
+	if err := os.WriteFile(filepath.Join(dir, "web.yml"), []byte("tls_server_config:\n  cert_file: monitor.crt\n  key_file: monitor.key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, extra, want string }{
+		{"TLS on the monitor endpoint", "", "https"},
+		{"serve.scheme behind a load balancer", "serve: {scheme: http}\n", "http"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			file := filepath.Join(dir, "config.yaml")
+			text := "monitor_port: 10000\nmonitor_web_config: web.yml\nserve_targets: true\n" + c.extra
+			if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := buildServeOutput(cfg, nil, prometheus.NewRegistry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.ReplayDone()
+			out.Offer(&envelope.Envelope{Job: "node", Instance: "a", ScrapeStart: time.Now(), Outcome: envelope.OutcomeFailure}, discardDelivery{})
+			rec := httptest.NewRecorder()
+			out.SDHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, serve.SDPath, nil))
+			if want := `"__scheme__":"` + c.want + `"`; !strings.Contains(rec.Body.String(), want) {
+				t.Errorf("/sd has no %s: %s", want, rec.Body)
+			}
+		})
+	}
+}
+
+type discardDelivery struct{}
+
+func (discardDelivery) Done(string, error) {}
