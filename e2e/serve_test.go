@@ -30,7 +30,9 @@ func TestServeTargetsIntoRealPrometheus(t *testing.T) {
 	requireDebianPrometheus(t)
 	const (
 		maxAge      = 3 * time.Second
-		deleteAfter = 6 * time.Second
+		// Far enough past max_age that every group is seen answering
+		// "stale" before the first leaves /sd.
+		deleteAfter = 8 * time.Second
 	)
 	dir := t.TempDir()
 	logger := fileLogger(t, dir, "servers.log")
@@ -93,11 +95,12 @@ func TestServeTargetsIntoRealPrometheus(t *testing.T) {
 		}
 	}
 
+	textHost, protoHost := strings.TrimPrefix(textURL, "http://"), strings.TrimPrefix(protoURL, "http://")
 	prom := startServePrometheus(t, dir, hostPort(ports[3]), servePromConfig{
 		ReceiverHost: hostPort(ports[2]),
 		NodeHost:     hostPort(ports[0]),
-		TextHost:     strings.TrimPrefix(textURL, "http://"),
-		ProtoHost:    strings.TrimPrefix(protoURL, "http://"),
+		TextHost:     textHost,
+		ProtoHost:    protoHost,
 	})
 	procs := []*process{node, poller, receiver, prom.process}
 	waitUntil(t, "up of every group in Prometheus: 1, and 0 for the failing targets", func() error {
@@ -120,7 +123,6 @@ func TestServeTargetsIntoRealPrometheus(t *testing.T) {
 	// whose values change, the same series; for the static exporters,
 	// the same values too (apart from the scrape's own duration, and the
 	// series added, which depend on when each job first scraped).
-	textHost, protoHost := strings.TrimPrefix(textURL, "http://"), strings.TrimPrefix(protoURL, "http://")
 	for _, c := range []struct {
 		what, direct, streamed string
 		values                 bool
@@ -193,11 +195,11 @@ func TestServeTargetsIntoRealPrometheus(t *testing.T) {
 	}, procs...)
 	waitUntil(t, "the receiver to forget the silent groups", metricIs(client, recvBase+"/metrics",
 		"prometheus_streams_serve_groups_deleted_total", nil, float64(len(groups))), procs...)
+	fams, err := families(client, recvBase+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, outcome := range []string{"ok", "failed", "stale"} {
-		fams, err := families(client, recvBase+"/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
 		if v, _ := testenv.Value(fams, "prometheus_streams_serve_scrape_requests_total", map[string]string{"outcome": outcome}); v == 0 {
 			t.Errorf("the receiver counted no scrape request with outcome %s", outcome)
 		}
