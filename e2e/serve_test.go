@@ -28,10 +28,10 @@ import (
 // answers stale (up 0), then leaves /sd, and its series go stale.
 func TestServeTargetsIntoRealPrometheus(t *testing.T) {
 	requireDebianPrometheus(t)
+	// delete_after is far enough past max_age that every group is seen
+	// answering "stale" before the first leaves /sd.
 	const (
 		maxAge      = 3 * time.Second
-		// Far enough past max_age that every group is seen answering
-		// "stale" before the first leaves /sd.
 		deleteAfter = 8 * time.Second
 	)
 	dir := t.TempDir()

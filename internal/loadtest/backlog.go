@@ -118,7 +118,7 @@ func (b *bench) drain(ctx context.Context) error {
 		return err
 	}
 	start := time.Now()
-	recv, err := startDaemon(ctx, o.Executable, o.WorkDir, "receiver-2", "receiver", cfg, port)
+	recv, err := startDaemon(ctx, o.Executable, o.WorkDir, "receiver-2", "receiver", cfg, port, readyz)
 	if err != nil {
 		return err
 	}

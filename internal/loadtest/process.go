@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,10 +32,17 @@ type daemon struct {
 }
 
 // startDaemon runs `<exe> --config <config> <role>` with its output in
-// dir/<name>.log and waits until its /readyz answers 200.
-func startDaemon(ctx context.Context, exe, dir, name, role, config string, monitorPort int) (*daemon, error) {
-	return startChild(ctx, dir, name, fmt.Sprintf("http://127.0.0.1:%d", monitorPort), "/readyz", exe, "--config", config, role)
+// dir/<name>.log and waits until readyPath (readyz: connected, or healthz:
+// listening) on its monitor port answers 200.
+func startDaemon(ctx context.Context, exe, dir, name, role, config string, monitorPort int, readyPath string) (*daemon, error) {
+	return startChild(ctx, dir, name, fmt.Sprintf("http://127.0.0.1:%d", monitorPort), readyPath, exe, "--config", config, role)
 }
+
+// The daemons' monitor paths startDaemon waits for.
+const (
+	readyz  = "/readyz"
+	healthz = "/healthz"
+)
 
 // startChild runs exe with args, its output in dir/<name>.log, and waits
 // until base+readyPath answers 200.
@@ -59,7 +67,7 @@ func startChild(ctx context.Context, dir, name, base, readyPath, exe string, arg
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if code, _ := get(ctx, d.monitor+readyPath, io.Discard); code == http.StatusOK {
+		if get(ctx, d.monitor+readyPath, io.Discard) == nil {
 			return d, nil
 		}
 		select {
@@ -131,13 +139,7 @@ func (d *daemon) peakRSS() int64 {
 // families reads the daemon's own metrics.
 func (d *daemon) families(ctx context.Context) (map[string]*dto.MetricFamily, error) {
 	pr, pw := io.Pipe()
-	go func() {
-		code, err := get(ctx, d.monitor+"/metrics", pw)
-		if err == nil && code != http.StatusOK {
-			err = fmt.Errorf("GET %s/metrics: HTTP %d", d.monitor, code)
-		}
-		_ = pw.CloseWithError(err)
-	}()
+	go func() { _ = pw.CloseWithError(get(ctx, d.monitor+"/metrics", pw)) }()
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(pr)
 	discard(pr)
@@ -158,29 +160,45 @@ func (d *daemon) save(ctx context.Context, uri, path string) error {
 	if err != nil {
 		return err
 	}
-	code, err := get(ctx, d.monitor+uri, f)
+	err = get(ctx, d.monitor+uri, f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil && code != http.StatusOK {
-		err = fmt.Errorf("GET %s from %s: HTTP %d", uri, d.name, code)
+	if err != nil {
+		return fmt.Errorf("%s: %w", d.name, err)
 	}
-	return err
+	return nil
 }
 
-// get copies url's body to w and returns the status code.
-func get(ctx context.Context, url string, w io.Writer) (int, error) {
+// errBodyShown is how much of a non-200 answer's body get puts in its
+// error: enough for Prometheus's API error or a daemon's reason.
+const errBodyShown = 512
+
+// get copies url's body to w when it answers 200. Any other status is an
+// error naming the URL, the status and the start of the body, which is
+// not written to w; every error names the URL.
+func get(ctx context.Context, url string, w io.Writer) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return err // a *url.Error, which names the URL
 	}
 	defer func() { _ = resp.Body.Close() }()
-	_, err = io.Copy(w, resp.Body)
-	return resp.StatusCode, err
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, errBodyShown))
+		discard(resp.Body)
+		if msg := strings.TrimSpace(string(body)); msg != "" {
+			return fmt.Errorf("GET %s: HTTP %s: %s", url, resp.Status, msg)
+		}
+		return fmt.Errorf("GET %s: HTTP %s", url, resp.Status)
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	return nil
 }
 
 // sum adds the values of a family's series whose labels include match.

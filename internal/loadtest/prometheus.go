@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/choria-io/prometheus-streams/output/serve"
 )
 
 // pgwJob is the Prometheus job that scrapes the Pushgateway; the serve
@@ -25,28 +26,34 @@ const pgwJob = "bench_pushgateway"
 type PrometheusResult struct {
 	Version string
 
-	ServeTargets                   int // serve targets with samples in the window
-	ServeScrapes, ServeUp          int // samples of up, and those that were 1
-	ServeP50, ServeP99, ServeMax   time.Duration
-	PGWScrapes, PGWUp              int
-	PGWP50, PGWMax                 time.Duration
-	PGWSamplesScraped              float64 // the highest scrape_samples_scraped
-	ReceiverScrapes                int     // answered ok by the receiver in the window
-	ReceiverCPUPerScrape           time.Duration
-	ReceiverCores, PrometheusCores float64
-	PeakRSS                        int64 // Prometheus's VmHWM
+	ServeTargets                 int // serve targets with samples in the window
+	ServeScrapes, ServeUp        int // samples of up, and those that were 1
+	ServeP50, ServeP99, ServeMax time.Duration
+	PGWScrapes, PGWUp            int
+	PGWP50, PGWMax               time.Duration
+	PGWSamplesScraped            float64 // the highest scrape_samples_scraped
+	ReceiverScrapes              int     // answered ok by the receiver in the window
+	// ReceiverCPUPerScrape is all the receiver's CPU over the window
+	// (holding the fed scrapes included) divided by ReceiverScrapes;
+	// ReceiverServingCPUPerScrape is the same less the holding cost, as
+	// ServeResult's CPUPerScrape and ServingCPUPerScrape.
+	ReceiverCPUPerScrape, ReceiverServingCPUPerScrape time.Duration
+	ReceiverCores, PrometheusCores                    float64
+	PeakRSS                                           int64 // Prometheus's VmHWM
 }
 
 // prometheus runs Prometheus against the receiver's /sd and the
 // Pushgateway for one interval to discover and scrape everything once,
-// then for the window, and reads back what it recorded.
-func (b *bench) prometheus(ctx context.Context, recv *daemon, recvPort int) (*PrometheusResult, error) {
+// then for the window, and reads back what it recorded. holdCores is the
+// receiver's holding cost (ServeResult.HoldCores), subtracted for
+// ReceiverServingCPUPerScrape.
+func (b *bench) prometheus(ctx context.Context, recv *daemon, holdCores float64) (*PrometheusResult, error) {
 	o := b.opts
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := b.writePrometheusConfig(recvPort)
+	cfg, err := b.writePrometheusConfig(recv.monitor + serve.SDPath)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +120,9 @@ func (b *bench) prometheus(ctx context.Context, recv *daemon, recvPort int) (*Pr
 	elapsed := end.Sub(start).Seconds()
 	res.ReceiverScrapes = int(n1 - n0)
 	if res.ReceiverScrapes > 0 {
-		res.ReceiverCPUPerScrape = seconds((rc1 - rc0) / float64(res.ReceiverScrapes))
+		cpu := rc1 - rc0
+		res.ReceiverCPUPerScrape = seconds(cpu / float64(res.ReceiverScrapes))
+		res.ReceiverServingCPUPerScrape = seconds(max(0, cpu-holdCores*elapsed) / float64(res.ReceiverScrapes))
 	}
 	res.ReceiverCores, res.PrometheusCores = (rc1-rc0)/elapsed, (pc1-pc0)/elapsed
 	if err := b.readPrometheus(ctx, prom.monitor, end, res); err != nil {
@@ -124,10 +133,11 @@ func (b *bench) prometheus(ctx context.Context, recv *daemon, recvPort int) (*Pr
 	return res, nil
 }
 
-// writePrometheusConfig writes the two jobs: the serve targets from /sd
-// (refreshed once per interval, as the harness's scraper does) and the
-// Pushgateway with honor_labels, as its documentation prescribes.
-func (b *bench) writePrometheusConfig(recvPort int) (string, error) {
+// writePrometheusConfig writes the two jobs: the serve targets from the
+// receiver's sdURL (refreshed once per interval, as the harness's scraper
+// does) and the Pushgateway with honor_labels, as its documentation
+// prescribes.
+func (b *bench) writePrometheusConfig(sdURL string) (string, error) {
 	o := b.opts
 	promDuration := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) + "ms" }
 	pgw, err := url.Parse(b.pgw.URL())
@@ -140,13 +150,13 @@ func (b *bench) writePrometheusConfig(recvPort int) (string, error) {
 scrape_configs:
   - job_name: serve
     http_sd_configs:
-      - url: http://127.0.0.1:%[3]d/sd
+      - url: %[3]s
         refresh_interval: %[1]s
   - job_name: %[4]s
     honor_labels: true
     static_configs:
       - targets: ['%[5]s']
-`, promDuration(o.Interval), promDuration(min(o.Interval, 10*time.Second)), recvPort, pgwJob, pgw.Host)
+`, promDuration(o.Interval), promDuration(scrapeTimeout(o.Interval)), sdURL, pgwJob, pgw.Host)
 	path := filepath.Join(o.WorkDir, "prometheus.yml")
 	return path, os.WriteFile(path, []byte(cfg), 0o600)
 }
@@ -268,11 +278,7 @@ func promQuery(ctx context.Context, base, query string, at time.Time) ([]promSer
 		q.Set("time", strconv.FormatFloat(float64(at.UnixNano())/1e9, 'f', 3, 64))
 	}
 	var body strings.Builder
-	code, err := get(ctx, base+"/api/v1/query?"+q.Encode(), &body)
-	if err == nil && code != http.StatusOK {
-		err = fmt.Errorf("HTTP %d: %s", code, body.String())
-	}
-	if err != nil {
+	if err := get(ctx, base+"/api/v1/query?"+q.Encode(), &body); err != nil {
 		return nil, fmt.Errorf("prometheus: query %s: %w", query, err)
 	}
 	var resp struct {
@@ -313,7 +319,7 @@ func promQuery(ctx context.Context, base, query string, at time.Time) ([]promSer
 // promVersion is the version Prometheus reports of itself.
 func promVersion(ctx context.Context, base string) (string, error) {
 	var body strings.Builder
-	if _, err := get(ctx, base+"/api/v1/status/buildinfo", &body); err != nil {
+	if err := get(ctx, base+"/api/v1/status/buildinfo", &body); err != nil {
 		return "", fmt.Errorf("prometheus: build info: %w", err)
 	}
 	var resp struct {

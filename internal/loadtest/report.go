@@ -60,7 +60,7 @@ func pipelineReport(p func(string, ...any), r *Result) {
 // serveReport writes the serving phase's figures.
 func serveReport(p func(string, ...any), r *Result) {
 	o, s := r.Options, r.Serve
-	p("serving %d groups (a receiver with serve_targets only, fed one scrape per group per %s)\t\t", s.Groups, o.Interval)
+	p("serving %d groups (a receiver with serve_targets only, fed one scrape per group per %s)\t\t", o.Targets, o.Interval)
 	p("  receiver holding alone, %d messages over %s\t%s CPU/message\t%.3f cores", s.HoldMessages, o.Interval, ms(s.HoldCPUPerMsg), s.HoldCores)
 	p("  scrapes through /sd, %d over %s, Prometheus's headers\tp50 %s\tp99 %s, max %s", s.Scrapes, o.Window, ms(s.LatencyP50), ms(s.LatencyP99), ms(s.LatencyMax))
 	p("  failed scrapes\t%d\t%s", total(s.Failed), reasons(s.Failed))
@@ -69,9 +69,9 @@ func serveReport(p func(string, ...any), r *Result) {
 	p("  receiver held bytes (serve_held_bytes)\t%s\t", thousands(int64(s.HeldBytes)))
 	p("  receiver peak RSS\t%s\t", mib(s.PeakRSS))
 	if rs := s.Restart; rs != nil {
-		restartReport(p, s.Groups, rs)
+		restartReport(p, o.Targets, rs)
 	}
-	p("Pushgateway holding the same %d groups (consistency check %s)\t\t", s.Groups, onOff(o.PushgatewayCheck))
+	p("Pushgateway holding the same %d groups (consistency check %s)\t\t", o.Targets, onOff(o.PushgatewayCheck))
 	p("  one PUT of the sample per group, %d clients\t%.0f PUT/s\t", o.Concurrency, s.PGWPUTRate)
 	if s.PGWTimedOut {
 		p("  GET /metrics as Prometheus asks for it\tover %s\t(phase timeout reached)", o.PhaseTimeout)
@@ -84,7 +84,8 @@ func serveReport(p func(string, ...any), r *Result) {
 		p("  serve targets: up\t%d of %d scrapes up\t", pr.ServeUp, pr.ServeScrapes)
 		p("  Pushgateway: scrape_duration_seconds\tp50 %s\tmax %s", secs(pr.PGWP50), secs(pr.PGWMax))
 		p("  Pushgateway: up\t%d of %d scrapes up\t%s samples per scrape", pr.PGWUp, pr.PGWScrapes, thousands(int64(pr.PGWSamplesScraped)))
-		p("  receiver CPU per scrape it answered\t%s\t%.3f cores, %d scrapes", ms(pr.ReceiverCPUPerScrape), pr.ReceiverCores, pr.ReceiverScrapes)
+		p("  receiver CPU per scrape it answered (holding included)\t%s\t%.3f cores, %d scrapes; %s per scrape less the holding",
+			ms(pr.ReceiverCPUPerScrape), pr.ReceiverCores, pr.ReceiverScrapes, ms(pr.ReceiverServingCPUPerScrape))
 		p("  Prometheus CPU / peak RSS\t%.3f cores\t%s", pr.PrometheusCores, mib(pr.PeakRSS))
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/choria-io/prometheus-streams/output/serve"
 )
 
 // RestartResult is what the serving phase measured of a receiver restart
@@ -14,7 +16,7 @@ import (
 // process's start.
 type RestartResult struct {
 	// SDReady is when /sd first answered 200 listing every group; Listed
-	// is the most groups it listed (Groups once it did; SDReady stays 0
+	// is the most groups it listed (every group once it did; SDReady stays 0
 	// when it did not within the limit).
 	SDReady time.Duration
 	Listed  int
@@ -59,13 +61,12 @@ func (b *bench) restart(ctx context.Context, cfg string, port int) (*RestartResu
 	r := &RestartResult{Failed: map[string]int{}}
 	// Ready once the monitor listens (/healthz), so that /sd is asked from
 	// then on: /readyz (connected) can come after the replay at small N.
-	recv, err := startChild(ctx, o.WorkDir, "receiver-serve-restart", fmt.Sprintf("http://127.0.0.1:%d", port), "/healthz",
-		o.Executable, "--config", cfg, "receiver")
+	recv, err := startDaemon(ctx, o.Executable, o.WorkDir, "receiver-serve-restart", "receiver", cfg, port, healthz)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { r.PeakRSS = recv.stop() }()
-	s := newScraper(recv.monitor+"/sd", o.Interval, int64(len(o.Sample)))
+	s := newScraper(recv.monitor+serve.SDPath, o.Interval, int64(len(o.Sample)))
 	defer s.client.CloseIdleConnections()
 	limit := 2*o.Interval + time.Minute
 	deadline := recv.started.Add(limit)

@@ -51,20 +51,30 @@ func newScraper(sdURL string, interval time.Duration, wantBytes int64) *scraper 
 	return &scraper{
 		sdURL:     sdURL,
 		interval:  interval,
-		timeout:   min(interval, 10*time.Second), // Prometheus's default scrape_timeout
+		timeout:   scrapeTimeout(interval),
 		wantBytes: wantBytes,
 		failed:    map[string]int{},
-		// Prometheus's transport (common/config's NewRoundTripperFromConfig):
-		// one per scrape pool, keep-alive, many idle connections per host
-		// (every target here is the same host), and no transparent
-		// decompression: the scrape asks for gzip itself.
-		client: &http.Client{Transport: &http.Transport{
-			MaxIdleConns:        20000,
-			MaxIdleConnsPerHost: 1000,
-			DisableCompression:  true,
-			IdleConnTimeout:     5 * time.Minute,
-		}},
+		client:    newPromClient(),
 	}
+}
+
+// scrapeTimeout is Prometheus's default scrape_timeout at interval.
+func scrapeTimeout(interval time.Duration) time.Duration {
+	return min(interval, 10*time.Second)
+}
+
+// newPromClient returns a client with Prometheus's transport (common/config's
+// NewRoundTripperFromConfig): one per scrape pool, keep-alive, many idle
+// connections per host (every target here is the same host), and no
+// transparent decompression: the scrape asks for gzip itself. The caller
+// closes its idle connections when done.
+func newPromClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		MaxIdleConns:        20000,
+		MaxIdleConnsPerHost: 1000,
+		DisableCompression:  true,
+		IdleConnTimeout:     5 * time.Minute,
+	}}
 }
 
 // targets fetches /sd and returns the scrape URL of every target.
@@ -79,12 +89,8 @@ func (s *scraper) targets(ctx context.Context) ([]string, error) {
 // fetchSD returns the body of /sd, or an error for anything but 200.
 func (s *scraper) fetchSD(ctx context.Context) ([]byte, error) {
 	var body bytes.Buffer
-	code, err := get(ctx, s.sdURL, &body)
-	if err == nil && code != http.StatusOK {
-		err = fmt.Errorf("HTTP %d", code)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", s.sdURL, err)
+	if err := get(ctx, s.sdURL, &body); err != nil {
+		return nil, err
 	}
 	return body.Bytes(), nil
 }
@@ -176,11 +182,13 @@ func fnvHash(s string) uint64 {
 	return h.Sum64()
 }
 
-// scrape GETs u as Prometheus does and records the outcome.
+// scrape GETs u as Prometheus does and records the outcome, unless
+// recording was off when it started or ctx ended during it: a scrape cut
+// off by the end of the run did not time out.
 func (s *scraper) scrape(ctx context.Context, u string) {
 	record := s.recording.Load()
 	lat, reason := s.scrapeOnce(ctx, u)
-	if !record {
+	if !record || ctx.Err() != nil {
 		return
 	}
 	s.mu.Lock()
@@ -200,7 +208,7 @@ func (s *scraper) scrapeOnce(ctx context.Context, u string) (time.Duration, stri
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	start := time.Now()
-	n, reason := s.fetchTo(ctx, u, io.Discard)
+	n, reason := fetchTo(ctx, s.client, s.timeout, u, io.Discard)
 	lat := time.Since(start)
 	if reason == "" && n != s.wantBytes {
 		reason = "body of another size than the sample's"
@@ -208,9 +216,11 @@ func (s *scraper) scrapeOnce(ctx context.Context, u string) (time.Duration, stri
 	return lat, reason
 }
 
-// fetchTo GETs u as Prometheus does, copies the body (inflated) to w and
-// returns its length, or why the scrape failed: a bounded reason.
-func (s *scraper) fetchTo(ctx context.Context, u string, w io.Writer) (int64, string) {
+// fetchTo GETs u with client as Prometheus does, announcing timeout as
+// its scrape timeout (ctx is what ends the request), copies the body
+// (inflated) to w and returns its length, or why the scrape failed: a
+// bounded reason.
+func fetchTo(ctx context.Context, client *http.Client, timeout time.Duration, u string, w io.Writer) (int64, string) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return 0, "request"
@@ -218,8 +228,8 @@ func (s *scraper) fetchTo(ctx context.Context, u string, w io.Writer) (int64, st
 	req.Header.Set("Accept", promAcceptHeader)
 	req.Header.Set("Accept-Encoding", "gzip")
 	req.Header.Set("User-Agent", promUserAgent)
-	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", strconv.FormatFloat(s.timeout.Seconds(), 'f', -1, 64))
-	resp, err := s.client.Do(req)
+	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", strconv.FormatFloat(timeout.Seconds(), 'f', -1, 64))
+	resp, err := client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, "timeout"
@@ -254,18 +264,15 @@ func (s *scraper) refreshSD(ctx context.Context, u string) {
 	record := s.recording.Load()
 	start := time.Now()
 	var n countingWriter
-	code, err := get(ctx, u, &n)
+	err := get(ctx, u, &n)
 	lat := time.Since(start)
 	if !record || ctx.Err() != nil {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err == nil && code != http.StatusOK {
-		err = fmt.Errorf("HTTP %d", code)
-	}
 	if err != nil {
-		s.sdErr = fmt.Errorf("GET %s: %w", u, err)
+		s.sdErr = err
 		return
 	}
 	s.sdLat, s.sdBytes = append(s.sdLat, lat), int(n)

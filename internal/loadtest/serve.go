@@ -15,15 +15,14 @@ import (
 	stan "github.com/nats-io/stan.go"
 
 	"github.com/choria-io/prometheus-streams/envelope"
+	"github.com/choria-io/prometheus-streams/output/serve"
 )
 
 // ServeResult is what the serving phase measured: a receiver with
-// serve_targets holding Groups groups, scraped by the harness (and by a
+// serve_targets holding Options.Targets groups, scraped by the harness (and by a
 // real Prometheus when asked), next to the Pushgateway's GET /metrics
 // holding the same groups.
 type ServeResult struct {
-	Groups int
-
 	// Holding alone: the receiver consuming and holding one scrape of
 	// every group per interval, before anything scrapes it.
 	HoldMessages  int
@@ -80,13 +79,13 @@ const (
 // scraper on, while in production it runs in the DCs.
 func (b *bench) serve(ctx context.Context) error {
 	o := b.opts
-	res := &ServeResult{Groups: o.Targets}
+	res := &ServeResult{}
 	b.res.Serve = res
 	cfg, port, err := b.writeServeConfig("receiver-serve")
 	if err != nil {
 		return err
 	}
-	recv, err := startDaemon(ctx, o.Executable, o.WorkDir, "receiver-serve", "receiver", cfg, port)
+	recv, err := startDaemon(ctx, o.Executable, o.WorkDir, "receiver-serve", "receiver", cfg, port, readyz)
 	if err != nil {
 		return err
 	}
@@ -114,14 +113,14 @@ func (b *bench) serve(ctx context.Context) error {
 	if err := b.measureHold(ctx, recv, res); err != nil {
 		return err
 	}
-	if err := b.measureScrapes(ctx, recv, port, res); err != nil {
+	if err := b.measureScrapes(ctx, recv, res); err != nil {
 		return err
 	}
 	if err := b.pushgatewayMetrics(ctx, res); err != nil {
 		return err
 	}
 	if o.Prometheus != "" {
-		if res.Prometheus, err = b.prometheus(ctx, recv, port); err != nil {
+		if res.Prometheus, err = b.prometheus(ctx, recv, res.HoldCores); err != nil {
 			return err
 		}
 	}
@@ -292,9 +291,9 @@ func (b *bench) measureHold(ctx context.Context, recv *daemon, res *ServeResult)
 
 // measureScrapes runs the harness's scraper against the receiver: one
 // interval for every loop to start, then the window.
-func (b *bench) measureScrapes(ctx context.Context, recv *daemon, port int, res *ServeResult) error {
+func (b *bench) measureScrapes(ctx context.Context, recv *daemon, res *ServeResult) error {
 	o := b.opts
-	s := newScraper(fmt.Sprintf("http://127.0.0.1:%d/sd", port), o.Interval, int64(len(o.Sample)))
+	s := newScraper(recv.monitor+serve.SDPath, o.Interval, int64(len(o.Sample)))
 	urls, err := b.waitTargets(ctx, s)
 	if err != nil {
 		return err
@@ -316,7 +315,7 @@ func (b *bench) measureScrapes(ctx context.Context, recv *daemon, port int, res 
 	var profErr error
 	if o.ProfileDir != "" {
 		profiled.Go(func() {
-			profErr = recv.profile(ctx, int(o.Window/time.Second), filepath.Join(o.ProfileDir, "receiver-serve.cpu.pprof"))
+			profErr = recv.profile(ctx, max(1, int(o.Window/time.Second)), filepath.Join(o.ProfileDir, "receiver-serve.cpu.pprof"))
 		})
 	}
 	b.progress("serve: window: measuring %s of scrapes", o.Window)
@@ -406,8 +405,8 @@ func (b *bench) pushgatewayMetrics(ctx context.Context, res *ServeResult) error 
 		return fmt.Errorf("serve: %d of %d PUTs to the Pushgateway within %s", n, o.Targets, o.PhaseTimeout)
 	}
 	res.PGWPUTRate = rate
-	s := newScraper("", o.Interval, 0)
-	defer s.client.CloseIdleConnections()
+	client := newPromClient()
+	defer client.CloseIdleConnections()
 	// The Pushgateway answers a PUT (check off) before its store applies
 	// it, so a GET may come before the last few writes: a GET that did not
 	// see every group is repeated, not counted.
@@ -416,7 +415,7 @@ func (b *bench) pushgatewayMetrics(ctx context.Context, res *ServeResult) error 
 		groups := &patternCounter{pattern: []byte("\npush_time_seconds{")}
 		gctx, cancel := context.WithTimeout(ctx, o.PhaseTimeout)
 		start := time.Now()
-		bytes, reason := s.fetchTo(gctx, b.pgw.URL()+"/metrics", groups)
+		bytes, reason := fetchTo(gctx, client, scrapeTimeout(o.Interval), b.pgw.URL()+"/metrics", groups)
 		took := time.Since(start)
 		cancel()
 		switch {

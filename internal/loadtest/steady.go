@@ -20,7 +20,7 @@ func (b *bench) steady(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if recv, err = startDaemon(ctx, o.Executable, o.WorkDir, "receiver-1", "receiver", cfg, port); err != nil {
+		if recv, err = startDaemon(ctx, o.Executable, o.WorkDir, "receiver-1", "receiver", cfg, port, readyz); err != nil {
 			return err
 		}
 		defer func() {
@@ -33,7 +33,7 @@ func (b *bench) steady(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	poller, err := startDaemon(ctx, o.Executable, o.WorkDir, "poller", "poller", cfg, port)
+	poller, err := startDaemon(ctx, o.Executable, o.WorkDir, "poller", "poller", cfg, port, readyz)
 	if err != nil {
 		return err
 	}
@@ -52,7 +52,7 @@ func (b *bench) steady(ctx context.Context) error {
 	var profiles sync.WaitGroup
 	profErrs := make([]error, 2)
 	if o.ProfileDir != "" {
-		secs := int(o.Window / time.Second)
+		secs := max(1, int(o.Window/time.Second))
 		profiles.Go(func() { profErrs[0] = poller.profile(ctx, secs, filepath.Join(o.ProfileDir, "poller.cpu.pprof")) })
 		if recv != nil {
 			profiles.Go(func() { profErrs[1] = recv.profile(ctx, secs, filepath.Join(o.ProfileDir, "receiver.cpu.pprof")) })
