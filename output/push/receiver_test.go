@@ -429,8 +429,12 @@ func TestHostileInputDoesNotFloodTheLog(t *testing.T) {
 	for range n {
 		e.publish(t, []byte("garbage that is not an envelope"))
 	}
-	testenv.WaitFor(t, "every bad message dropped", 5*time.Second, func() bool {
-		return e.receiver.dropped("bad_magic") == n
+	// At least n: NATS Streaming delivers at least once. Under load (two
+	// race-built runs of this test side by side) it was seen to deliver 4
+	// or 5 of the 50 a second time, flagged redelivered. Redeliveries are
+	// drops of the same reason too, so they must not add log lines either.
+	testenv.WaitFor(t, "every bad message dropped", 10*time.Second, func() bool {
+		return e.receiver.dropped("bad_magic") >= n
 	})
 	if lines := strings.Count(logs.String(), "message dropped"); lines != 1 {
 		t.Fatalf("%d log lines for %d bad messages of one reason, want 1 a minute:\n%s", lines, n, logs.String())
