@@ -13,6 +13,7 @@ import (
 	"github.com/choria-io/prometheus-streams/config"
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/internal/testenv"
+	"github.com/choria-io/prometheus-streams/stream"
 )
 
 // discardPublisher acknowledges every message at once and keeps none of
@@ -22,7 +23,7 @@ import (
 type discardPublisher struct {
 	ready chan struct{}
 	mu    sync.Mutex
-	ok    map[string]bool // by outbox key
+	ok    map[string]bool // by job and instance, as the outbox keys them
 }
 
 func newDiscardPublisher() *discardPublisher {
@@ -31,14 +32,14 @@ func newDiscardPublisher() *discardPublisher {
 	return &discardPublisher{ready: ready, ok: map[string]bool{}}
 }
 
-func (d *discardPublisher) Publish(key string, data []byte, done func(error)) error {
+func (d *discardPublisher) Publish(key stream.Key, data []byte, done func(error)) error {
 	env, err := envelope.Decode(data)
 	if err != nil {
 		return err
 	}
 	if env.Outcome == envelope.OutcomeSuccess {
 		d.mu.Lock()
-		d.ok[key] = true
+		d.ok[key.Job+"\x00"+key.Instance] = true
 		d.mu.Unlock()
 	}
 	go done(nil)

@@ -40,7 +40,7 @@ func (p *Poller) send(ctx context.Context) {
 		}
 		sent := p.now()
 		p.metrics.inflight.Inc()
-		err := p.pub.Publish(m.key, m.data, func(err error) {
+		err := p.pub.Publish(stream.Key{Publisher: m.env.Publisher, Job: m.env.Job, Instance: m.env.Instance}, m.data, func(err error) {
 			p.acked(m, sent, err)
 			<-slots
 		})

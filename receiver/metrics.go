@@ -21,6 +21,9 @@ const (
 	// Refused by the publishers allow-list.
 	dropPublisherNotAllowed = "publisher_not_allowed"
 	dropJobNotAllowed       = "job_not_allowed"
+	// The envelope names another publisher than the transport binds the
+	// message to (JetStream: its subject's publisher token).
+	dropPublisherMismatch = "publisher_mismatch"
 )
 
 type metrics struct {
@@ -35,7 +38,7 @@ type metrics struct {
 }
 
 func dropReasons() []string {
-	return append(append(envelope.Reasons(), output.Reasons()...), dropFuture, dropPublisherNotAllowed, dropJobNotAllowed)
+	return append(append(envelope.Reasons(), output.Reasons()...), dropFuture, dropPublisherNotAllowed, dropJobNotAllowed, dropPublisherMismatch)
 }
 
 // newMetrics registers the receiver's metrics, with a series of

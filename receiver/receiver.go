@@ -149,6 +149,9 @@ func (r *Receiver) handle(m stream.Message) {
 		return // not acknowledged: redelivered after the restart
 	}
 	env, reason, err := r.accept(m.Data(), false)
+	if reason == "" {
+		reason, err = bound(m, env)
+	}
 	if reason != "" {
 		r.drop(m, reason, err)
 		return
@@ -210,12 +213,41 @@ func (r *Receiver) allowed(env *envelope.Envelope) (reason string, err error) {
 	return "", nil
 }
 
-// drop acknowledges a message no output is offered, counts it by reason
-// and logs it.
+// bound refuses a scrape whose envelope names another publisher than the
+// one the transport binds the message to. With JetStream that is the
+// subject, which a DC's NATS credentials can be limited to, so a DC cannot
+// write another DC's groups however it fills the envelope.
+func bound(m stream.Message, env *envelope.Envelope) (reason string, err error) {
+	p, ok := m.Publisher()
+	if !ok || p == env.Publisher {
+		return "", nil
+	}
+	return dropPublisherMismatch, fmt.Errorf("scrape of %s/%s names publisher %q but was published as %q: check the poller's publisher and its NATS permissions",
+		env.Job, env.Instance, env.Publisher, p)
+}
+
+// drop settles a message no output is offered, counts it by reason and
+// logs it. A message that can never be taken (unreadable, or lying about
+// its publisher) is terminated, so the server stops delivering it; the
+// rest are acknowledged.
 func (r *Receiver) drop(m stream.Message, reason string, err error) {
 	r.metrics.dropped.WithLabelValues(reason).Inc()
-	r.ack(m)
+	if reason == dropPublisherMismatch || slices.Contains(envelope.Reasons(), reason) {
+		r.term(m)
+	} else {
+		r.ack(m)
+	}
 	r.logDrop("", reason, err)
+}
+
+// term terminates one delivery; the server delivers it no more.
+func (r *Receiver) term(m stream.Message) {
+	if err := m.Term(); err == nil {
+		r.metrics.acked.Inc()
+	} else {
+		r.metrics.ackFailures.Inc()
+		r.log.Debug("terminating a message failed; the message will be delivered again", "err", err)
+	}
 }
 
 // logDrop logs a drop, at most once a minute per output and reason at

@@ -130,7 +130,7 @@ func (b *bench) publish(t *testing.T, instance string, start time.Time) {
 func (b *bench) publishRaw(t *testing.T, msg []byte) {
 	t.Helper()
 	done := make(chan error, 1)
-	if err := b.pub.Publish("k", msg, func(err error) { done <- err }); err != nil {
+	if err := b.pub.Publish(stream.Key{}, msg, func(err error) { done <- err }); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {

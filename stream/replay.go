@@ -223,3 +223,6 @@ type replayMsg struct{ m *stan.Msg }
 func (r replayMsg) Data() []byte    { return r.m.Data }
 func (replayMsg) Ack() error        { return nil }
 func (replayMsg) Redelivered() bool { return false }
+func (replayMsg) Term() error       { return nil }
+
+func (replayMsg) Publisher() (string, bool) { return "", false }

@@ -3,17 +3,11 @@ package stream
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"log/slog"
-	"net"
-	"net/url"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -70,17 +64,8 @@ func (o *STANOptions) applyDefaults() error {
 	if len(o.URLs) == 0 || o.ClusterID == "" || o.ClientID == "" || o.Channel == "" {
 		return errors.New("stream: urls, cluster_id, client_id and topic are required")
 	}
-	methods := 0
-	for _, v := range []string{o.Credentials, o.NKeySeedFile, o.User, o.Token} {
-		if v != "" {
-			methods++
-		}
-	}
-	if methods > 1 {
-		return errors.New("stream: set only one of credentials, nkey seed file, user and token")
-	}
-	if o.Password != "" && o.User == "" {
-		return errors.New("stream: password requires user")
+	if err := o.auth("").check(); err != nil {
+		return err
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 5 * time.Second
@@ -146,6 +131,16 @@ func newConnection(opts STANOptions, role string, logger *slog.Logger, reg prome
 	}, nil
 }
 
+// auth is what connecting to NATS takes from opts.
+func (o *STANOptions) auth(section string) natsAuth {
+	return natsAuth{
+		URLs: o.URLs, TLS: o.TLS, Credentials: o.Credentials, NKeySeedFile: o.NKeySeedFile,
+		User: o.User, Password: o.Password, Token: o.Token, section: section,
+	}
+}
+
+func (c *connection) auth() natsAuth { return c.opts.auth(c.section) }
+
 // current returns the live connection, or nil.
 func (c *connection) current() stan.Conn {
 	c.mu.Lock()
@@ -204,19 +199,14 @@ func (c *connection) dial(lost chan<- error) (*ownedConn, error) {
 			c.log.Info("NATS connection re-established under the stream connection")
 		}),
 	}
-	if c.opts.TLS != nil {
-		natsOpts = append(natsOpts, nats.Secure(c.opts.TLS))
-	}
-	auth, err := c.authOption()
+	a := c.auth()
+	more, err := a.options()
 	if err != nil {
 		return nil, err
 	}
-	if auth != nil {
-		natsOpts = append(natsOpts, auth)
-	}
-	nc, err := nats.Connect(strings.Join(c.opts.URLs, ","), natsOpts...)
+	nc, err := nats.Connect(strings.Join(c.opts.URLs, ","), append(natsOpts, more...)...)
 	if err != nil {
-		return nil, c.connectError(err)
+		return nil, a.connectError(err)
 	}
 	sc, err := stan.Connect(c.opts.ClusterID, c.opts.ClientID,
 		stan.NatsConn(nc),
@@ -236,103 +226,6 @@ func (c *connection) dial(lost chan<- error) (*ownedConn, error) {
 		return nil, fmt.Errorf("connect to streaming cluster %q as %q: %w", c.opts.ClusterID, c.opts.ClientID, err)
 	}
 	return &ownedConn{Conn: sc, nc: nc}, nil
-}
-
-// authOption returns the nats.Option for the configured authentication, or
-// nil for none.
-func (c *connection) authOption() (nats.Option, error) {
-	o := c.opts
-	switch {
-	case o.Credentials != "":
-		// nats.go reads the file during each handshake (after expanding
-		// ~ and $VARS); connectError names it when that fails.
-		return nats.UserCredentials(o.Credentials), nil
-	case o.NKeySeedFile != "":
-		// Read on every attempt, so a seed file provisioned after start
-		// is picked up.
-		opt, err := nats.NkeyOptionFromSeed(o.NKeySeedFile)
-		if err != nil {
-			return nil, fmt.Errorf("nkey seed file %s of %s: %w", o.NKeySeedFile, c.section, err)
-		}
-		return opt, nil
-	case o.User != "":
-		return nats.UserInfo(o.User, o.Password), nil
-	case o.Token != "":
-		return nats.Token(o.Token), nil
-	}
-	return nil, nil
-}
-
-// connectError wraps a failed NATS connect with what to check. The bare
-// errors of nats.go and crypto/tls ("nats: Authorization Violation") do not
-// say which configuration keys are involved; the hint does.
-func (c *connection) connectError(err error) error {
-	if hint := c.connectHint(err); hint != "" {
-		return fmt.Errorf("connect to nats %s: %s: %w", redactedURLs(c.opts.URLs), hint, err)
-	}
-	return fmt.Errorf("connect to nats %s: %w", redactedURLs(c.opts.URLs), err)
-}
-
-func (c *connection) connectHint(err error) string {
-	var (
-		verify      *tls.CertificateVerificationError
-		unknownCA   x509.UnknownAuthorityError
-		badHost     x509.HostnameError
-		invalidCert x509.CertificateInvalidError
-		notTLS      tls.RecordHeaderError
-		opErr       *net.OpError
-		pathErr     *fs.PathError
-	)
-	tlsKeys := "check tls ca, cert and key used by " + c.section
-	if c.opts.TLS == nil {
-		// nats.go upgrades to TLS with the system roots when the server
-		// requires it, so this can fail without any tls configured.
-		tlsKeys = "the server requires TLS; set tls for " + c.section
-	}
-	switch {
-	case errors.Is(err, nats.ErrAuthorization):
-		return "authorization failed (check user/password, token, nkey or credentials of " + c.section + ")"
-	case errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAuthRevoked), errors.Is(err, nats.ErrAccountAuthExpired):
-		return "authentication expired or revoked (renew the credentials of " + c.section + ")"
-	case errors.As(err, &pathErr):
-		// The only file nats.go reads while connecting is the .creds file.
-		return "cannot read the credentials file of " + c.section
-	case errors.Is(err, nats.ErrSecureConnWanted):
-		return "the server does not offer TLS (check urls and tls of " + c.section + ")"
-	case errors.As(err, &verify), errors.As(err, &unknownCA), errors.As(err, &badHost), errors.As(err, &invalidCert):
-		return "TLS handshake failed (" + tlsKeys + ")"
-	case errors.As(err, &notTLS):
-		return "TLS handshake failed (the server does not speak TLS on this port)"
-	case errors.As(err, &opErr) && opErr.Op == "remote error":
-		// A TLS alert from the server: it refused our certificate, or
-		// the lack of one.
-		return "TLS handshake failed, the server refused this client (check tls cert and key used by " + c.section + ")"
-	case c.opts.TLS != nil && (errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)):
-		// Under TLS 1.3 the server checks the client certificate after
-		// the client's handshake is done; its alert races with our first
-		// write, which then fails with a closed connection instead.
-		return "the server closed the connection after the TLS handshake, it may have refused this client (check tls cert and key used by " + c.section + ")"
-	}
-	return ""
-}
-
-// redactedURLs joins the server URLs for messages, with any password in
-// them masked. A user name without a password is masked too: to NATS it is
-// a token.
-func redactedURLs(urls []string) string {
-	out := make([]string, len(urls))
-	for i, s := range urls {
-		out[i] = s
-		u, err := url.Parse(s)
-		if err != nil || u.User == nil {
-			continue
-		}
-		if _, ok := u.User.Password(); !ok {
-			u.User = url.User("xxxxx")
-		}
-		out[i] = u.Redacted()
-	}
-	return strings.Join(out, ",")
 }
 
 // ownedConn closes the NATS connection we dialled together with the
@@ -507,7 +400,7 @@ func NewSTANPublisher(opts STANOptions, logger *slog.Logger, reg prometheus.Regi
 func (p *STANPublisher) Run(ctx context.Context) error { return p.c.run(ctx, nil) }
 
 // Publish implements Publisher.
-func (p *STANPublisher) Publish(_ string, data []byte, done func(error)) error {
+func (p *STANPublisher) Publish(_ Key, data []byte, done func(error)) error {
 	sc := p.c.current()
 	if sc == nil {
 		return ErrNotConnected
@@ -597,3 +490,6 @@ type stanMsg struct{ m *stan.Msg }
 func (s stanMsg) Data() []byte      { return s.m.Data }
 func (s stanMsg) Ack() error        { return s.m.Ack() }
 func (s stanMsg) Redelivered() bool { return s.m.Redelivered }
+func (s stanMsg) Term() error       { return s.m.Ack() }
+
+func (stanMsg) Publisher() (string, bool) { return "", false }

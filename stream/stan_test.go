@@ -56,7 +56,7 @@ func publish(t *testing.T, p *STANPublisher, msgs ...string) {
 	t.Helper()
 	errs := make(chan error, len(msgs))
 	for _, m := range msgs {
-		if err := p.Publish("job\x00instance", []byte(m), func(err error) { errs <- err }); err != nil {
+		if err := p.Publish(Key{Publisher: "dc1", Job: "job", Instance: "instance"}, []byte(m), func(err error) { errs <- err }); err != nil {
 			t.Fatalf("publish %q: %v", m, err)
 		}
 	}
@@ -144,7 +144,7 @@ func TestPublishWhileDisconnected(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Run(t, pub.Run)
-	err = pub.Publish("k", []byte("x"), func(error) { t.Error("done called for a refused publish") })
+	err = pub.Publish(Key{}, []byte("x"), func(error) { t.Error("done called for a refused publish") })
 	if !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("Publish while disconnected: %v, want ErrNotConnected", err)
 	}
@@ -193,7 +193,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 					return true
 				}
 				i++
-				_ = pub.Publish("k", []byte(fmt.Sprintf("after-%d", i)), func(error) {})
+				_ = pub.Publish(Key{}, []byte(fmt.Sprintf("after-%d", i)), func(error) {})
 				time.Sleep(50 * time.Millisecond) // pace the publishing loop
 				return false
 			})

@@ -1,7 +1,7 @@
 // Package stream is the transport between pollers and receivers: publishing
 // with acknowledgements and a durable, manually acknowledged subscription.
-// NATS Streaming implements it now; a JetStream implementation fits the same
-// interfaces, which is why publishing takes a key (JetStream maps it to a subject).
+// NATS Streaming (for 1.0's users) and JetStream implement it; publishing
+// takes the group's key because JetStream maps it to a subject of its own.
 package stream
 
 import (
@@ -26,21 +26,39 @@ var ErrConnectionClosed = errors.New("stream: connection closed")
 // up, such as when the connection was lost; what it passed on stands.
 var ErrReplayCutShort = errors.New("stream: replay cut short")
 
+// ErrNoStream is passed to a publish's done callback when no stream stores
+// the message's subject (JetStream: no responders), such as while the
+// stream is missing.
+var ErrNoStream = errors.New("stream: no stream stores the subject")
+
+// ErrPermission is wrapped by errors the server gave because the
+// connection's credentials do not allow the operation, such as publishing
+// on a subject outside a DC's own.
+var ErrPermission = errors.New("stream: permission denied")
+
+// ErrTooLarge is passed to a publish's done callback when the stream
+// refused the message for its size.
+var ErrTooLarge = errors.New("stream: message larger than the stream accepts")
+
+// Key names the group a message belongs to. NATS Streaming ignores it;
+// JetStream publishes each group on a subject of its own made from it.
+type Key struct {
+	Publisher, Job, Instance string
+}
+
 // Publisher publishes messages and reports the server's acknowledgement.
 //
 // Implementations are safe for concurrent use. Publish never blocks on the
 // network for longer than it takes to hand the message to the client library:
 // bounding the number of unacknowledged messages is the caller's job.
 type Publisher interface {
-	// Publish sends data asynchronously. key identifies the message's origin
-	// (job and instance); NATS Streaming ignores it, JetStream will use it to
-	// build the subject. done is called exactly once, from another goroutine,
+	// Publish sends data asynchronously. key is the message's group. done is called exactly once, from another goroutine,
 	// with nil once the server stored the message or the reason it did not;
 	// it is not called when Publish itself returns an error. data may be
 	// reused by the caller as soon as Publish returns.
-	Publish(key string, data []byte, done func(error)) error
-	// MaxPayload is the largest message the connected server accepts, or 0
-	// while not connected.
+	Publish(key Key, data []byte, done func(error)) error
+	// MaxPayload is the largest message the connected server (and, for
+	// JetStream, the stream) accepts, or 0 while not connected.
 	MaxPayload() int
 	// Ready returns a channel that is closed while a connection is up. After
 	// a connection is lost a new channel is returned, so callers ask again.
@@ -58,6 +76,15 @@ type Message interface {
 	Ack() error
 	// Redelivered reports whether the server delivered this message before.
 	Redelivered() bool
+	// Term tells the server never to deliver this message again: it cannot
+	// be read, or it lies about its origin. NATS Streaming has no such
+	// verdict and acknowledges it.
+	Term() error
+	// Publisher is the publisher the transport binds the message to, which
+	// the publisher's NATS credentials can be limited to (JetStream: the
+	// subject's publisher token); ok is false when the transport binds
+	// none (NATS Streaming: one channel for all).
+	Publisher() (publisher string, ok bool)
 }
 
 // Handler receives messages. It is called from one goroutine at a time per

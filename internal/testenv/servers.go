@@ -33,3 +33,18 @@ func Pushgateway(t testing.TB, opts embedded.PushgatewayOptions) *embedded.Pushg
 	})
 	return p
 }
+
+// NATS starts an in-process nats-server with JetStream for the length of
+// the test.
+func NATS(t testing.TB, opts embedded.NATSOptions) *embedded.NATS {
+	t.Helper()
+	if opts.StoreDir == "" {
+		opts.StoreDir = t.TempDir()
+	}
+	n, err := embedded.StartNATS(opts)
+	if err != nil {
+		t.Fatalf("start nats-server: %v", err)
+	}
+	t.Cleanup(n.Shutdown)
+	return n
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/internal/testenv"
 	"github.com/choria-io/prometheus-streams/output"
+	"github.com/choria-io/prometheus-streams/stream"
 )
 
 // faultRawV1 encodes a version 1 message field by field as docs/wire-format.md
@@ -48,6 +49,11 @@ type faultAckCounter struct {
 func (m *faultAckCounter) Data() []byte      { return m.data }
 func (m *faultAckCounter) Ack() error        { m.acks.Add(1); return nil }
 func (m *faultAckCounter) Redelivered() bool { return false }
+
+// Term counts as an acknowledgement: either ends the message's deliveries.
+func (m *faultAckCounter) Term() error { m.acks.Add(1); return nil }
+
+func (m *faultAckCounter) Publisher() (string, bool) { return "", false }
 
 func TestFaultHostileChannel(t *testing.T) {
 	const bodyLimit = 16 << 20
@@ -153,7 +159,7 @@ func TestFaultHostileChannel(t *testing.T) {
 	for i, c := range cases {
 		if c.direct {
 			// The channel refuses it: NATS's max_payload is 1 MB.
-			err := e.pub.Publish("k", c.msg, func(error) {})
+			err := e.pub.Publish(stream.Key{}, c.msg, func(error) {})
 			if err == nil {
 				t.Fatalf("%s: a %d byte message was accepted for publishing; the test assumes a 1 MB max_payload", c.name, len(c.msg))
 			}

@@ -112,7 +112,7 @@ func newEnvWith(t *testing.T, opts Options, gatewayURL string, es envSettings) *
 func (e *env) publish(t *testing.T, msg []byte) {
 	t.Helper()
 	done := make(chan error, 1)
-	if err := e.pub.Publish("k", msg, func(err error) { done <- err }); err != nil {
+	if err := e.pub.Publish(stream.Key{}, msg, func(err error) { done <- err }); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {

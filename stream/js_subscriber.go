@@ -1,0 +1,264 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/choria-io/prometheus-streams/internal/backoff"
+)
+
+// JSSubscriber consumes a stream through a durable pull consumer with
+// explicit acknowledgements that every receiver of one configuration
+// shares. The consumer is pinned (a priority group with the pinned client
+// policy, nats-server 2.11 and later): the server delivers to one receiver
+// at a time, and hands the consumer to a standby once the active one has
+// not pulled for PinnedTTL. So one receiver writes the Pushgateway, and a
+// killed one's place is taken within PinnedTTL plus a pull.
+type JSSubscriber struct {
+	c       *jsConn
+	metrics *jsSubMetrics
+
+	mu    sync.Mutex
+	pinID string // the pin this receiver holds, "" while standby
+}
+
+var _ Subscriber = (*JSSubscriber)(nil)
+
+// NewJSSubscriber returns a subscriber; nothing connects until Subscribe.
+// Metrics are registered on reg with the label role="receiver".
+func NewJSSubscriber(opts JSOptions, logger *slog.Logger, reg prometheus.Registerer) (*JSSubscriber, error) {
+	c, err := newJSConn(opts, "receiver", logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newJSSubMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"role": "receiver"}, reg))
+	if err != nil {
+		return nil, err
+	}
+	return &JSSubscriber{c: c, metrics: m}, nil
+}
+
+// ConsumerConfig is the durable consumer the receivers share.
+func (s *JSSubscriber) ConsumerConfig() jetstream.ConsumerConfig {
+	o := s.c.opts
+	return jetstream.ConsumerConfig{
+		Durable:     o.Consumer,
+		Description: "prometheus-streams receivers: the Pushgateway output",
+		// With one message per subject, "all" is the newest scrape of
+		// every target the stream holds.
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        o.AckWait,
+		MaxAckPending:  o.MaxInflight,
+		PriorityPolicy: jetstream.PriorityPolicyPinned,
+		PinnedTTL:      o.PinnedTTL,
+		PriorityGroups: []string{PriorityGroup},
+	}
+}
+
+// Subscribe implements Subscriber. It creates the consumer when it is
+// missing (also when it is deleted while consuming), and rides out
+// reconnects, server restarts and leader changes, which nats.go's pull
+// consumer survives by itself.
+func (s *JSSubscriber) Subscribe(ctx context.Context, h Handler) error {
+	nc, js, err := s.c.connect(ctx)
+	if err != nil || nc == nil {
+		return err
+	}
+	defer s.c.close(nc)
+	o := s.c.opts
+	b := backoff.New(o.BackoffMin, o.BackoffMax)
+	for attempt := 1; ctx.Err() == nil; attempt++ {
+		cons, err := s.consumer(ctx, js)
+		if err != nil {
+			level := slog.LevelDebug
+			if attempt == 1 || attempt%20 == 0 {
+				level = slog.LevelWarn
+			}
+			s.c.log.Log(ctx, level, "the consumer is not usable yet, retrying", "err", err, "attempt", attempt)
+			if !b.Wait(ctx) {
+				return nil
+			}
+			continue
+		}
+		gone := make(chan error, 1)
+		cc, err := cons.Consume(func(m jetstream.Msg) { h(s.wrap(m)) },
+			jetstream.PullPriorityGroup(PriorityGroup),
+			jetstream.PullMaxMessages(o.MaxInflight),
+			// Expiring pulls within PinnedTTL keep the pin while this
+			// receiver lives, however quiet the stream.
+			jetstream.PullExpiry(max(o.PinnedTTL/2, time.Second)),
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+					select {
+					case gone <- err:
+					default:
+					}
+					return
+				}
+				s.c.log.Debug("consuming", "err", err)
+			}))
+		if err != nil {
+			s.c.log.Warn("consuming failed, retrying", "err", err)
+			if !b.Wait(ctx) {
+				return nil
+			}
+			continue
+		}
+		attempt = 0
+		b.Reset()
+		select {
+		case <-ctx.Done():
+			cc.Stop()
+			return nil
+		case err := <-gone:
+			cc.Stop()
+			s.metrics.consumerRecreated.Inc()
+			s.c.log.Warn("the consumer was deleted; creating it again", "consumer", o.Consumer, "err", err)
+		}
+	}
+	return nil
+}
+
+// consumer creates the durable consumer, or updates it to this
+// receiver's settings: the receivers own it, unlike the stream.
+func (s *JSSubscriber) consumer(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
+	o := s.c.opts
+	rctx, cancel := context.WithTimeout(ctx, o.ConnectTimeout)
+	defer cancel()
+	cons, err := js.CreateOrUpdateConsumer(rctx, o.Stream, s.ConsumerConfig())
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return nil, fmt.Errorf("stream %q does not exist yet (the first poller creates it, or the operator): %w", o.Stream, err)
+	case err != nil && isPermission(err):
+		return nil, fmt.Errorf("create consumer %q on stream %q: the account may not (check the NATS permissions of %s): %w", o.Consumer, o.Stream, s.c.section, err)
+	case err != nil:
+		return nil, fmt.Errorf("create consumer %q on stream %q: %w", o.Consumer, o.Stream, err)
+	}
+	return cons, nil
+}
+
+// wrap makes a delivery a Message, noting when this receiver became the
+// active one.
+func (s *JSSubscriber) wrap(m jetstream.Msg) Message {
+	if pin := m.Headers().Get("Nats-Pin-Id"); pin != "" {
+		s.mu.Lock()
+		changed := pin != s.pinID
+		s.pinID = pin
+		s.mu.Unlock()
+		if changed {
+			s.metrics.pinned.Inc()
+			s.c.log.Info("this receiver is now the active one of the consumer", "consumer", s.c.opts.Consumer)
+		}
+	}
+	return newJSMsg(m, s.c.opts.AckWait, s.metrics.progress)
+}
+
+// Connected reports whether the connection is up (for readiness checks).
+func (s *JSSubscriber) Connected() bool {
+	nc, _ := s.c.current()
+	return nc != nil
+}
+
+// jsMsg is one JetStream delivery. While it is neither acknowledged nor
+// terminated it tells the server, every half ack wait, that it is still
+// being worked on (a push that takes long), so the server does not
+// deliver it again meanwhile.
+type jsMsg struct {
+	m         jetstream.Msg
+	publisher string
+	bound     bool
+	redeliv   bool
+
+	mu       sync.Mutex
+	progress *time.Timer // nil once settled
+}
+
+func newJSMsg(m jetstream.Msg, ackWait time.Duration, progressed prometheus.Counter) *jsMsg {
+	j := &jsMsg{m: m}
+	if k, err := ParseSubject(m.Subject()); err == nil {
+		j.publisher, j.bound = k.Publisher, true
+	}
+	if md, err := m.Metadata(); err == nil {
+		j.redeliv = md.NumDelivered > 1
+	}
+	if ackWait > 0 && progressed != nil {
+		every := ackWait / 2
+		var tick func()
+		tick = func() {
+			j.mu.Lock()
+			defer j.mu.Unlock()
+			if j.progress == nil {
+				return
+			}
+			if m.InProgress() == nil {
+				progressed.Inc()
+			}
+			j.progress.Reset(every)
+		}
+		j.mu.Lock()
+		j.progress = time.AfterFunc(every, tick)
+		j.mu.Unlock()
+	}
+	return j
+}
+
+func (j *jsMsg) settle() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.progress != nil {
+		j.progress.Stop()
+		j.progress = nil
+	}
+}
+
+func (j *jsMsg) Data() []byte      { return j.m.Data() }
+func (j *jsMsg) Redelivered() bool { return j.redeliv }
+func (j *jsMsg) Ack() error        { j.settle(); return j.m.Ack() }
+func (j *jsMsg) Term() error       { j.settle(); return j.m.Term() }
+
+// Publisher is the subject's publisher token. A subject that is not of
+// the form <topic>.<publisher>.<job>.<instance> binds the message to a
+// name no envelope can hold, so its scrape is refused.
+func (j *jsMsg) Publisher() (string, bool) {
+	if !j.bound {
+		return "(subject " + j.m.Subject() + " not of the form <topic>.<publisher>.<job>.<instance>)", true
+	}
+	return j.publisher, true
+}
+
+type jsSubMetrics struct {
+	pinned            prometheus.Counter
+	progress          prometheus.Counter
+	consumerRecreated prometheus.Counter
+}
+
+func newJSSubMetrics(reg prometheus.Registerer) (*jsSubMetrics, error) {
+	m := &jsSubMetrics{
+		pinned: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "consumer_pinned_total",
+			Help: "Times this receiver became the active (pinned) one of the shared JetStream consumer: at its first delivery, and after each failover to it.",
+		}),
+		progress: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "ack_progress_total",
+			Help: "In-progress notices sent for JetStream deliveries an output was still working on after half the ack wait, so the server did not deliver them again.",
+		}),
+		consumerRecreated: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "consumer_recreated_total",
+			Help: "Times the JetStream consumer was found deleted while consuming, and created again.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.pinned, m.progress, m.consumerRecreated} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register stream metrics: %w", err)
+		}
+	}
+	return m, nil
+}
