@@ -339,7 +339,7 @@ func TestValidate(t *testing.T) {
 		{"poller stream null", "poller_stream:\nmonitor_port: 9\n", RolePoller, "config.yaml:1: poller_stream: required for the poller"},
 		{
 			"poller stream incomplete", "verbose: true\npoller_stream:\n  urls: ''\nmonitor_port: 9\n", RolePoller,
-			"config.yaml:2: poller_stream.cluster_id: required for the poller\nconfig.yaml:3: poller_stream.urls: required for the poller\nconfig.yaml:2: poller_stream.topic: required for the poller",
+			"config.yaml:2: poller_stream.stream: required for the poller: a JetStream stream (or cluster_id for NATS Streaming)\nconfig.yaml:3: poller_stream.urls: required for the poller\nconfig.yaml:2: poller_stream.topic: required for the poller",
 		},
 		{
 			"poller without targets", "poller_stream: {cluster_id: c, urls: 'a:1', topic: t}\njobs:\n  j: {targets: []}\n", RolePoller,

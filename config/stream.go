@@ -19,13 +19,33 @@ var DefaultStreamConfig = StreamConfig{
 	MaxInflight:    64,
 	AckWait:        Duration(30 * time.Second),
 	ConnectTimeout: Duration(5 * time.Second),
+	Replicas:       1,
+	Storage:        StorageFile,
+	// The stream package's DefaultConsumer and DefaultPinnedTTL: config
+	// imports nothing of ours (DESIGN.md).
+	Consumer:  "prometheus-streams",
+	PinnedTTL: Duration(5 * time.Second),
 }
+
+// JetStream storage types accepted by storage.
+const (
+	StorageFile   = "file"
+	StorageMemory = "memory"
+)
+
+// DefaultJetStreamTopic is the subject prefix of a JetStream section
+// without topic.
+const DefaultJetStreamTopic = "prometheus"
+
+// natsName is what JetStream accepts as a stream or consumer name.
+var natsName = regexp.MustCompile(`^[^.*>/\\\s]+$`)
 
 // minAckWait is NATS Streaming's smallest ack wait.
 const minAckWait = time.Second
 
-// StreamConfig is a NATS Streaming connection: poller_stream (publish) or
-// receiver_stream (durable subscribe).
+// StreamConfig is a stream connection: poller_stream (publish) or
+// receiver_stream (durable subscribe). With stream (and no cluster_id) it
+// is JetStream; with cluster_id, NATS Streaming as in 1.0.
 type StreamConfig struct {
 	// ClientID is the NATS Streaming client id; see Config.ClientID for
 	// the default.
@@ -46,6 +66,29 @@ type StreamConfig struct {
 	AckWait Duration `yaml:"ack_wait"`
 	// ConnectTimeout bounds connecting to NATS.
 	ConnectTimeout Duration `yaml:"connect_timeout"`
+
+	// JetStream's keys; they apply only with Stream.
+
+	// Stream is the JetStream stream scrapes are stored in.
+	Stream string `yaml:"stream,omitempty"`
+	// Domain is the JetStream domain whose API serves the stream, "" for
+	// the one the connection is in (a leaf node's pollers name the
+	// central domain).
+	Domain string `yaml:"domain,omitempty"`
+	// CreateStream lets the poller create the stream when it is missing;
+	// false for accounts that may not create streams. Default true.
+	CreateStream *bool `yaml:"create_stream,omitempty"`
+	// Replicas, Storage and MaxBytes are the settings the poller creates
+	// the stream with; its max_age is the top-level max_age.
+	Replicas int      `yaml:"replicas"`
+	Storage  string   `yaml:"storage"`
+	MaxBytes ByteSize `yaml:"max_bytes,omitempty"`
+	// Consumer is the durable consumer the receivers of one configuration
+	// share for the Pushgateway output.
+	Consumer string `yaml:"consumer"`
+	// PinnedTTL is how long a silent active receiver keeps the consumer
+	// before a standby takes over.
+	PinnedTTL Duration `yaml:"pinned_ttl"`
 
 	// At most one way of authenticating to NATS may be set: Credentials,
 	// NKey, User (with Password) or Token. The files are read when
@@ -84,7 +127,42 @@ func sanitizeClientID(s string) string {
 	}, s)
 }
 
+// JetStream reports whether the section uses JetStream (stream is set).
+func (s *StreamConfig) JetStream() bool { return s.Stream != "" }
+
+// Subject is the subject prefix: topic, or DefaultJetStreamTopic.
+func (s *StreamConfig) Subject() string {
+	if s.Topic == "" {
+		return DefaultJetStreamTopic
+	}
+	return s.Topic
+}
+
+// Creates reports whether the poller creates a missing stream.
+func (s *StreamConfig) Creates() bool { return s.CreateStream == nil || *s.CreateStream }
+
 func (s *StreamConfig) check(k *checker, p keyPath, identity string) {
+	if s.Stream != "" && s.ClusterID != "" {
+		k.errorf(p.with("stream"), "conflicts with cluster_id: stream uses JetStream, cluster_id NATS Streaming; set one")
+	}
+	if s.Stream != "" && !natsName.MatchString(s.Stream) {
+		k.errorf(p.with("stream"), "%q is no JetStream name (no white space, ., *, >, / or \\)", s.Stream)
+	}
+	if !natsName.MatchString(s.Consumer) {
+		k.errorf(p.with("consumer"), "%q is no JetStream name (no white space, ., *, >, / or \\)", s.Consumer)
+	}
+	if s.Replicas < 1 || s.Replicas > 5 {
+		k.errorf(p.with("replicas"), "must be 1 to 5")
+	}
+	if s.Storage != StorageFile && s.Storage != StorageMemory {
+		k.errorf(p.with("storage"), "%q is not %q or %q", s.Storage, StorageFile, StorageMemory)
+	}
+	if s.MaxBytes < 0 {
+		k.errorf(p.with("max_bytes"), "must not be negative")
+	}
+	if time.Duration(s.PinnedTTL) < time.Second {
+		k.errorf(p.with("pinned_ttl"), "must be at least 1s")
+	}
 	if s.ClientID != "" && !clientIDPattern.MatchString(s.ClientID) {
 		k.errorf(p.with("client_id"), "%q may contain only letters, digits, _ and -", s.ClientID)
 	}

@@ -193,13 +193,13 @@ func (c *Config) validateStream(k *checker, role Role) {
 		k.errorf(keyPath{key}, "required for the %s", role)
 		return
 	}
-	if s.ClusterID == "" {
-		k.errorf(keyPath{key, "cluster_id"}, "required for the %s", role)
+	if s.ClusterID == "" && s.Stream == "" {
+		k.errorf(keyPath{key, "stream"}, "required for the %s: a JetStream stream (or cluster_id for NATS Streaming)", role)
 	}
 	if len(s.URLs) == 0 {
 		k.errorf(keyPath{key, "urls"}, "required for the %s", role)
 	}
-	if s.Topic == "" {
+	if s.Topic == "" && !s.JetStream() {
 		k.errorf(keyPath{key, "topic"}, "required for the %s", role)
 	}
 }

@@ -41,11 +41,20 @@ type Live struct {
 	Publishers map[string][]string
 }
 
-// Receiver moves scrapes from a Subscriber to its outputs.
+// Route is one subscription and the outputs it feeds. A receiver has one
+// route on NATS Streaming (one durable for every output); on JetStream the
+// Pushgateway output shares a pinned consumer with the other receivers while
+// the serving output follows the stream alone, so each has its own.
+type Route struct {
+	Sub     stream.Subscriber
+	Outputs []output.Output
+}
+
+// Receiver moves scrapes from its subscriptions to their outputs.
 type Receiver struct {
 	live     atomic.Pointer[Live]
-	sub      stream.Subscriber
-	outs     []output.Output
+	routes   []Route
+	outs     []output.Output // every route's
 	log      *slog.Logger
 	metrics  *metrics
 	now      func() time.Time
@@ -56,10 +65,23 @@ type Receiver struct {
 }
 
 // New validates opts and registers the receiver's metrics on reg. outs are
-// the outputs every accepted scrape is offered to, at least one.
+// the outputs every accepted scrape of sub is offered to, at least one.
 func New(opts Options, sub stream.Subscriber, outs []output.Output, logger *slog.Logger, reg prometheus.Registerer) (*Receiver, error) {
+	return NewRoutes(opts, []Route{{Sub: sub, Outputs: outs}}, logger, reg)
+}
+
+// NewRoutes is New for a receiver with several subscriptions, each feeding
+// outputs of its own.
+func NewRoutes(opts Options, routes []Route, logger *slog.Logger, reg prometheus.Registerer) (*Receiver, error) {
 	if opts.MaxAge <= 0 {
 		return nil, errors.New("receiver: max_age must be positive")
+	}
+	var outs []output.Output
+	for _, rt := range routes {
+		if len(rt.Outputs) == 0 {
+			return nil, errors.New("receiver: a subscription without outputs")
+		}
+		outs = append(outs, rt.Outputs...)
 	}
 	if len(outs) == 0 {
 		return nil, errors.New("receiver: no output (push_gateway or serve_targets)")
@@ -76,7 +98,7 @@ func New(opts Options, sub stream.Subscriber, outs []output.Output, logger *slog
 		return nil, err
 	}
 	r := &Receiver{
-		sub:      sub,
+		routes:   routes,
 		outs:     outs,
 		log:      logger.With("component", "receiver"),
 		metrics:  m,
@@ -107,8 +129,10 @@ func (r *Receiver) Run(ctx context.Context) error {
 	// work they finish during shutdown.
 	subCtx, cancelSub := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSub()
-	subErr := make(chan error, 1)
-	go func() { subErr <- r.sub.Subscribe(subCtx, r.handle) }()
+	subErr := make(chan error, len(r.routes))
+	for _, rt := range r.routes {
+		go func() { subErr <- rt.Sub.Subscribe(subCtx, func(m stream.Message) { r.handle(rt.Outputs, m) }) }()
+	}
 
 	// An output that fails stops the receiver, as the end of ctx does.
 	runCtx, stop := context.WithCancel(ctx)
@@ -123,18 +147,25 @@ func (r *Receiver) Run(ctx context.Context) error {
 			}
 		})
 	}
-	wg.Go(func() { r.replay(runCtx) })
+	for _, rt := range r.routes {
+		wg.Go(func() { r.replay(runCtx, rt) })
+	}
+	ended := 0
+	var subErrs []error
 	select {
 	case <-runCtx.Done():
 	case err := <-subErr:
-		// The subscription ended by itself: nothing more arrives.
-		subErr <- err
+		// A subscription ended by itself: its outputs get nothing more.
+		ended, subErrs = 1, append(subErrs, err)
 		stop()
 	}
 	r.stopping.Store(true)
 	wg.Wait()
 	cancelSub()
-	return errors.Join(append(errs, <-subErr)...)
+	for ; ended < len(r.routes); ended++ {
+		subErrs = append(subErrs, <-subErr)
+	}
+	return errors.Join(append(errs, subErrs...)...)
 }
 
 // maxClockSkew is how far in the future a scrape may start (the poller's
@@ -143,7 +174,7 @@ const maxClockSkew = 30 * time.Second
 
 // handle is called by the subscription for every delivery. It decides
 // quickly and never blocks: the outputs do their work elsewhere.
-func (r *Receiver) handle(m stream.Message) {
+func (r *Receiver) handle(outs []output.Output, m stream.Message) {
 	r.metrics.received.Inc()
 	if r.stopping.Load() {
 		return // not acknowledged: redelivered after the restart
@@ -157,8 +188,8 @@ func (r *Receiver) handle(m stream.Message) {
 		return
 	}
 	d := &delivery{r: r, m: m}
-	d.pending.Store(int32(len(r.outs)))
-	for _, o := range r.outs {
+	d.pending.Store(int32(len(outs)))
+	for _, o := range outs {
 		o.Offer(env, outDelivery{d: d, out: o.Name()})
 	}
 }

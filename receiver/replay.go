@@ -7,10 +7,10 @@ import (
 	"github.com/choria-io/prometheus-streams/stream"
 )
 
-// replaying returns the outputs that take the replay at start.
-func (r *Receiver) replaying() []output.Output {
+// replaying returns the outputs of rt that take the replay at start.
+func replaying(rt Route) []output.Output {
 	var outs []output.Output
-	for _, o := range r.outs {
+	for _, o := range rt.Outputs {
 		if o.Replays() {
 			outs = append(outs, o)
 		}
@@ -27,8 +27,8 @@ func (r *Receiver) replaying() []output.Output {
 //
 // Each output that replays is told when the replay has ended (ReplayDone),
 // also when it was cut short or the subscriber cannot replay.
-func (r *Receiver) replay(ctx context.Context) {
-	outs := r.replaying()
+func (r *Receiver) replay(ctx context.Context, rt Route) {
+	outs := replaying(rt)
 	if len(outs) == 0 {
 		return
 	}
@@ -37,7 +37,17 @@ func (r *Receiver) replay(ctx context.Context) {
 			o.ReplayDone()
 		}
 	}()
-	replayer, ok := r.sub.(stream.Replayer)
+	if snap, ok := rt.Sub.(stream.Snapshotter); ok {
+		// The subscription starts with the stream's state (JetStream's
+		// follower): it is the replay, through handle.
+		select {
+		case <-snap.Snapshotted():
+			r.log.Info("the subscription delivered the stream's newest scrape of every group")
+		case <-ctx.Done():
+		}
+		return
+	}
+	replayer, ok := rt.Sub.(stream.Replayer)
 	if !ok {
 		return
 	}

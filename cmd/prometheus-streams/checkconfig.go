@@ -56,6 +56,7 @@ func newCheckConfigCmd(g *globalFlags) *cobra.Command {
 			if slices.Contains(want, config.RolePoller) {
 				fmt.Fprintf(out, "poller: identity %s, client_id %s, scrape_interval %s, scrape_timeout %s\n",
 					cfg.Identity, cfg.ClientID(config.RolePoller), cfg.ScrapeInterval, cfg.ScrapeTimeout)
+				printStream(out, cfg, config.RolePoller)
 				if err := printTargets(out, cfg); err != nil {
 					return err
 				}
@@ -103,7 +104,12 @@ func printTargets(out io.Writer, cfg *config.Config) error {
 // one it does not use, so that a serve section that was never enabled
 // shows.
 func printReceiver(out io.Writer, cfg *config.Config) {
-	fmt.Fprintf(out, "receiver: client_id (durable) %s, max_age %s\n", cfg.ClientID(config.RoleReceiver), cfg.MaxAge)
+	if cfg.ReceiverStream != nil && cfg.ReceiverStream.JetStream() {
+		fmt.Fprintf(out, "receiver: client_id %s, max_age %s\n", cfg.ClientID(config.RoleReceiver), cfg.MaxAge)
+	} else {
+		fmt.Fprintf(out, "receiver: client_id (durable) %s, max_age %s\n", cfg.ClientID(config.RoleReceiver), cfg.MaxAge)
+	}
+	printStream(out, cfg, config.RoleReceiver)
 	if pg := cfg.PushGateway; pg != nil {
 		fmt.Fprintf(out, "receiver: push_gateway %s, publisher_label %v\n", redact(pg.URL), pg.PublisherLabel)
 	} else {
@@ -135,4 +141,46 @@ func redact(raw string) string {
 		return raw
 	}
 	return u.Redacted()
+}
+
+// printStream prints role's resolved transport: for JetStream the stream,
+// its subjects and, for the receiver, the consumers; for NATS Streaming
+// the channel.
+func printStream(out io.Writer, cfg *config.Config, role config.Role) {
+	sc := cfg.Stream(role)
+	if sc == nil {
+		return
+	}
+	if !sc.JetStream() {
+		fmt.Fprintf(out, "%s: NATS Streaming cluster %s, channel %s\n", role, sc.ClusterID, sc.Topic)
+		return
+	}
+	domain := "the connection's own"
+	if sc.Domain != "" {
+		domain = sc.Domain
+	}
+	fmt.Fprintf(out, "%s: JetStream stream %s (domain %s), subjects %s.<publisher>.<job>.<instance>\n", role, sc.Stream, domain, sc.Subject())
+	if role == config.RolePoller {
+		if sc.Creates() {
+			fmt.Fprintf(out, "poller: creates the stream when missing: max_msgs_per_subject 1, max_age %s, storage %s, replicas %d, max_bytes %s\n",
+				cfg.MaxAge, sc.Storage, sc.Replicas, maxBytes(sc.MaxBytes))
+		} else {
+			fmt.Fprintln(out, "poller: never creates the stream (create_stream: false)")
+		}
+		return
+	}
+	if cfg.PushGateway != nil {
+		fmt.Fprintf(out, "receiver: push_gateway consumes the durable consumer %s shared by every receiver of this configuration (pinned, pinned_ttl %s, ack_wait %s, max_inflight %d)\n",
+			sc.Consumer, sc.PinnedTTL, sc.AckWait, sc.MaxInflight)
+	}
+	if cfg.ServeTargets {
+		fmt.Fprintln(out, "receiver: serve_targets follows the stream with an ordered consumer of its own, from the last message of every subject")
+	}
+}
+
+func maxBytes(b config.ByteSize) string {
+	if b <= 0 {
+		return "unlimited"
+	}
+	return b.String()
 }

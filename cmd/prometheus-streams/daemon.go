@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -183,6 +184,71 @@ func streamOptions(cfg *config.Config, role config.Role) (stream.STANOptions, er
 	return opts, nil
 }
 
+// jsOptions are the JetStream options of role's stream section.
+func jsOptions(cfg *config.Config, role config.Role) (stream.JSOptions, error) {
+	sc := cfg.Stream(role)
+	opts := stream.JSOptions{
+		URLs:           sc.URLs,
+		Name:           cfg.ClientID(role),
+		ConnectTimeout: time.Duration(sc.ConnectTimeout),
+		Credentials:    sc.Credentials,
+		NKeySeedFile:   sc.NKey,
+		User:           sc.User,
+		Password:       sc.Password,
+		Token:          sc.Token,
+		Stream:         sc.Stream,
+		Domain:         sc.Domain,
+		Topic:          sc.Subject(),
+		AckWait:        time.Duration(sc.AckWait),
+		MaxInflight:    sc.MaxInflight,
+		Consumer:       sc.Consumer,
+		PinnedTTL:      time.Duration(sc.PinnedTTL),
+	}
+	if sc.Creates() {
+		storage := jetstream.FileStorage
+		if sc.Storage == config.StorageMemory {
+			storage = jetstream.MemoryStorage
+		}
+		opts.Create = &stream.StreamSettings{
+			MaxAge: time.Duration(cfg.MaxAge), MaxBytes: int64(sc.MaxBytes), Replicas: sc.Replicas, Storage: storage,
+		}
+	}
+	if t := cfg.StreamTLS(role); t != nil {
+		tc, err := t.ClientConfig()
+		if err != nil {
+			return opts, fmt.Errorf("%s tls: %w", role, err)
+		}
+		opts.TLS = tc
+	}
+	return opts, nil
+}
+
+// publisher is what the poller publishes with, and how its connection runs.
+type publisher interface {
+	stream.Publisher
+	Run(context.Context) error
+	Connected() bool
+}
+
+// newPublisher builds the poller's publisher for its stream section's
+// transport.
+func newPublisher(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (publisher, int, error) {
+	if cfg.PollerStream.JetStream() {
+		o, err := jsOptions(cfg, config.RolePoller)
+		if err != nil {
+			return nil, 0, err
+		}
+		p, err := stream.NewJSPublisher(o, logger, reg)
+		return p, o.MaxInflight, err
+	}
+	so, err := streamOptions(cfg, config.RolePoller)
+	if err != nil {
+		return nil, 0, err
+	}
+	p, err := stream.NewSTANPublisher(so, logger, reg)
+	return p, so.MaxInflight, err
+}
+
 // codec maps the validated compression key to the envelope's codec.
 func codec(compression string) envelope.Codec {
 	if compression == config.CompressionZstd {
@@ -201,11 +267,7 @@ func buildPoller(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 	if err != nil {
 		return nil, err
 	}
-	so, err := streamOptions(cfg, config.RolePoller)
-	if err != nil {
-		return nil, err
-	}
-	pub, err := stream.NewSTANPublisher(so, logger, reg)
+	pub, maxInflight, err := newPublisher(cfg, logger, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +278,7 @@ func buildPoller(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 		Interval:    time.Duration(cfg.ScrapeInterval),
 		Timeout:     time.Duration(cfg.ScrapeTimeout),
 		BodyLimit:   int64(cfg.BodySizeLimit),
-		MaxInflight: so.MaxInflight,
+		MaxInflight: maxInflight,
 		UserAgent:   "prometheus-streams/" + versionString(),
 		Codec:       codec(cfg.Compression),
 	}, pub, logger, reg)
@@ -238,14 +300,6 @@ func buildPoller(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 }
 
 func buildReceiver(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*daemon, error) {
-	so, err := streamOptions(cfg, config.RoleReceiver)
-	if err != nil {
-		return nil, err
-	}
-	sub, err := stream.NewSTANSubscriber(so, logger, reg)
-	if err != nil {
-		return nil, err
-	}
 	var (
 		outs     []output.Output
 		applier  = reload.Receiver{}
@@ -268,18 +322,72 @@ func buildReceiver(cfg *config.Config, logger *slog.Logger, reg prometheus.Regis
 			monitor.WithHandler("GET "+serve.SDPath, serveOut.SDHandler()),
 			monitor.WithHandler("GET "+serve.ScrapePath, serveOut.ScrapeHandler()))
 	}
-	r, err := receiver.New(receiver.Options{
+	routes, ready, err := receiverRoutes(cfg, applier, outs, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	r, err := receiver.NewRoutes(receiver.Options{
 		MaxAge:     time.Duration(cfg.MaxAge),
 		Publishers: cfg.Publishers,
-	}, sub, outs, logger, reg)
+	}, routes, logger, reg)
 	if err != nil {
 		return nil, err
 	}
 	applier.Receiver = r
-	// The receiver owns its subscription's lifetime (it acknowledges
-	// what the outputs settle during shutdown before closing it), so there
-	// is no separate conn.
-	return &daemon{work: r.Run, ready: sub.Connected, applier: applier, monitorOptions: handlers}, nil
+	// The receiver owns its subscriptions' lifetime (it acknowledges
+	// what the outputs settle during shutdown before closing them), so
+	// there is no separate conn.
+	return &daemon{work: r.Run, ready: ready, applier: applier, monitorOptions: handlers}, nil
+}
+
+// receiverRoutes are the receiver's subscriptions. NATS Streaming has one
+// durable for every output. On JetStream the Pushgateway output shares a
+// pinned durable consumer with every receiver of this configuration (one
+// writes the Pushgateway, the others stand by), and the serving output
+// follows the stream with a consumer of this receiver's own, so each
+// receiver of a hot pair serves every group.
+func receiverRoutes(cfg *config.Config, a reload.Receiver, outs []output.Output, logger *slog.Logger, reg prometheus.Registerer) ([]receiver.Route, func() bool, error) {
+	if !cfg.ReceiverStream.JetStream() {
+		so, err := streamOptions(cfg, config.RoleReceiver)
+		if err != nil {
+			return nil, nil, err
+		}
+		sub, err := stream.NewSTANSubscriber(so, logger, reg)
+		if err != nil {
+			return nil, nil, err
+		}
+		return []receiver.Route{{Sub: sub, Outputs: outs}}, sub.Connected, nil
+	}
+	o, err := jsOptions(cfg, config.RoleReceiver)
+	if err != nil {
+		return nil, nil, err
+	}
+	var (
+		routes []receiver.Route
+		checks []func() bool
+	)
+	if a.Push != nil {
+		sub, err := stream.NewJSSubscriber(o, logger, reg)
+		if err != nil {
+			return nil, nil, err
+		}
+		routes, checks = append(routes, receiver.Route{Sub: sub, Outputs: []output.Output{a.Push}}), append(checks, sub.Connected)
+	}
+	if a.Serve != nil {
+		f, err := stream.NewJSFollower(o, logger, reg)
+		if err != nil {
+			return nil, nil, err
+		}
+		routes, checks = append(routes, receiver.Route{Sub: f, Outputs: []output.Output{a.Serve}}), append(checks, f.Connected)
+	}
+	return routes, func() bool {
+		for _, c := range checks {
+			if !c() {
+				return false
+			}
+		}
+		return true
+	}, nil
 }
 
 // buildPushOutput builds the Pushgateway output of push_gateway.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"strings"
@@ -22,14 +23,16 @@ type demoFlags struct {
 	pushgatewayListen string
 	targets           []string
 	interval          time.Duration
+	stan              bool
 }
 
 func newDemoCmd(g *globalFlags) *cobra.Command {
 	f := &demoFlags{}
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the whole pipeline in one process: embedded NATS Streaming and Pushgateway, a poller and a receiver that pushes and serves",
-		Long: "Start an embedded NATS Streaming server (memory store, loopback, a free port) and an embedded Pushgateway " +
+		Short: "Run the whole pipeline in one process: embedded NATS with JetStream and Pushgateway, a poller and a receiver that pushes and serves",
+		Long: "Start an embedded nats-server with JetStream (a temporary file store, loopback, a free port; --stan: NATS Streaming " +
+			"with a memory store instead) and an embedded Pushgateway " +
 			"(the real Pushgateway code) on --pushgateway-listen, then a poller that scrapes its own metrics (job prometheus_streams) " +
 			"and every --target (job demo, instance host:port of the URL) and a receiver that pushes into the Pushgateway and serves " +
 			"every target to Prometheus at /sd (http_sd) on the monitor endpoint. " +
@@ -40,6 +43,7 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 	cmd.Flags().StringVar(&f.pushgatewayListen, "pushgateway-listen", "127.0.0.1:9091", "address of the embedded Pushgateway")
 	cmd.Flags().StringArrayVar(&f.targets, "target", nil, "URL of an exporter to scrape as job demo (repeatable)")
 	cmd.Flags().DurationVar(&f.interval, "scrape-interval", 5*time.Second, "scrape interval")
+	cmd.Flags().BoolVar(&f.stan, "stan", false, "carry the scrapes over NATS Streaming (1.0's transport) instead of JetStream")
 	return cmd
 }
 
@@ -56,11 +60,11 @@ func runDemo(cmd *cobra.Command, g *globalFlags, f *demoFlags) error {
 		}
 	}
 
-	nats, err := embedded.StartStreaming(embedded.StreamingOptions{Logger: logger.With("component", "nats-streaming-server")})
+	transport, shutdown, err := startDemoNATS(f, logger)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	defer nats.Shutdown()
+	defer shutdown()
 	pgw, err := embedded.StartPushgateway(embedded.PushgatewayOptions{Listen: f.pushgatewayListen, Logger: logger.With("component", "pushgateway")})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
@@ -74,7 +78,7 @@ func runDemo(cmd *cobra.Command, g *globalFlags, f *demoFlags) error {
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	cfg, err := config.Parse([]byte(demoConfig(nats.URL(), nats.ClusterID(), pgw.URL(), monPort, f)), "demo")
+	cfg, err := config.Parse([]byte(demoConfig(transport, pgw.URL(), monPort, f)), "demo")
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
@@ -103,7 +107,7 @@ func runDemo(cmd *cobra.Command, g *globalFlags, f *demoFlags) error {
 
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "prometheus-streams demo\n")
-	fmt.Fprintf(out, "  NATS Streaming  %s  cluster %s, channel prometheus (memory store)\n", nats.URL(), nats.ClusterID())
+	fmt.Fprintf(out, "  %s\n", transport.describe)
 	fmt.Fprintf(out, "  Pushgateway     %s  its %s/metrics shows the pushed groups, as Prometheus scrapes them\n", pgw.URL(), pgw.URL())
 	fmt.Fprintf(out, "  own metrics     http://%s/metrics\n", mon.Addr())
 	fmt.Fprintf(out, "  served targets  http://%s%s  http_sd for a Prometheus job: http_sd_configs: [{url: 'http://%s%s'}]\n", mon.Addr(), serve.SDPath, mon.Addr(), serve.SDPath)
@@ -120,13 +124,42 @@ func runDemo(cmd *cobra.Command, g *globalFlags, f *demoFlags) error {
 	return errors.Join(errs...)
 }
 
-// demoConfig is a configuration file in the 1.0 layout, so the demo runs
-// through the same loading and validation as the daemons.
-func demoConfig(natsURL, clusterID, pgwURL string, monPort int, f *demoFlags) string {
+// demoNATS is the demo's embedded transport: its stream section and how
+// the banner describes it.
+type demoNATS struct {
+	section  string // the keys of poller_stream and receiver_stream
+	describe string
+}
+
+// startDemoNATS starts the embedded server the demo carries scrapes over.
+func startDemoNATS(f *demoFlags, logger *slog.Logger) (demoNATS, func(), error) {
+	if f.stan {
+		s, err := embedded.StartStreaming(embedded.StreamingOptions{Logger: logger.With("component", "nats-streaming-server")})
+		if err != nil {
+			return demoNATS{}, nil, err
+		}
+		return demoNATS{
+			section:  fmt.Sprintf("  cluster_id: %q\n  urls: %q\n  topic: prometheus\n", s.ClusterID(), s.URL()),
+			describe: fmt.Sprintf("NATS Streaming  %s  cluster %s, channel prometheus (memory store)", s.URL(), s.ClusterID()),
+		}, s.Shutdown, nil
+	}
+	n, err := embedded.StartNATS(embedded.NATSOptions{Logger: logger.With("component", "nats-server")})
+	if err != nil {
+		return demoNATS{}, nil, err
+	}
+	return demoNATS{
+		section:  fmt.Sprintf("  stream: PROMETHEUS\n  urls: %q\n", n.URL()),
+		describe: fmt.Sprintf("NATS JetStream  %s  stream PROMETHEUS, subjects prometheus.<publisher>.<job>.<instance> (temporary file store)", n.URL()),
+	}, n.Shutdown, nil
+}
+
+// demoConfig is a configuration file, so the demo runs through the same
+// loading and validation as the daemons.
+func demoConfig(transport demoNATS, pgwURL string, monPort int, f *demoFlags) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "identity: demo\nscrape_interval: %s\nmonitor_port: %d\nmonitor_listen: 127.0.0.1\n", f.interval, monPort)
 	for _, role := range []string{"poller_stream", "receiver_stream"} {
-		fmt.Fprintf(&b, "%s:\n  cluster_id: %q\n  urls: %q\n  topic: prometheus\n", role, clusterID, natsURL)
+		fmt.Fprintf(&b, "%s:\n%s", role, transport.section)
 	}
 	fmt.Fprintf(&b, "push_gateway:\n  url: %q\n  publisher_label: true\nserve_targets: true\n", pgwURL)
 	if len(f.targets) > 0 {

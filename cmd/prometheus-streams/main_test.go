@@ -84,15 +84,21 @@ func TestCommandLine(t *testing.T) {
 }
 
 func TestDemoRunsThePipelineAndStopsCleanly(t *testing.T) {
+	t.Run("jetstream", func(t *testing.T) { testDemo(t, "JetStream") })
+	t.Run("stan", func(t *testing.T) { testDemo(t, "NATS Streaming", "--stan") })
+}
+
+// testDemo runs the demo with flags and checks its banner names transport.
+func testDemo(t *testing.T, transport string, flags ...string) {
 	exporter := testenv.Exporter(t, testenv.Sample(t, "node_exporter.prom"), testenv.TextContentType)
 	var out, errOut testenv.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{
+		done <- run(ctx, append([]string{
 			"demo", "--pushgateway-listen", "127.0.0.1:0", "--scrape-interval", "100ms",
 			"--target", exporter.URL + "/metrics",
-		}, &out, &errOut)
+		}, flags...), &out, &errOut)
 	}()
 	var gateway string
 	testenv.WaitFor(t, "the demo to print the Pushgateway's address", 10*time.Second, func() bool {
@@ -102,6 +108,9 @@ func TestDemoRunsThePipelineAndStopsCleanly(t *testing.T) {
 		}
 		return m != nil
 	})
+	if !strings.Contains(out.String(), transport) {
+		t.Errorf("the demo's banner does not name %s:\n%s", transport, out.String())
+	}
 	instance := strings.TrimPrefix(exporter.URL, "http://")
 	for _, want := range []map[string]string{
 		{"job": "demo", "instance": instance, "publisher": "demo"},
