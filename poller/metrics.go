@@ -29,10 +29,15 @@ const (
 	pubNotConnected = "not_connected"
 	pubTimeout      = "ack_timeout"
 	pubClosed       = "connection_closed"
-	pubOther        = "other"
+	// JetStream: no stream stores the subject, the credentials may not
+	// publish on it, or the stream refused the message for its size.
+	pubNoStream   = "no_stream"
+	pubPermission = "permission"
+	pubTooLarge   = "too_large"
+	pubOther      = "other"
 )
 
-var publishFailureReasons = []string{pubNotConnected, pubTimeout, pubClosed, pubOther}
+var publishFailureReasons = []string{pubNotConnected, pubTimeout, pubClosed, pubNoStream, pubPermission, pubTooLarge, pubOther}
 
 type metrics struct {
 	scrapes         *prometheus.CounterVec // job, instance, outcome

@@ -92,6 +92,12 @@ func (p *Poller) failed(m *message, err error) {
 		reason = pubTimeout
 	case errors.Is(err, stream.ErrConnectionClosed):
 		reason = pubClosed
+	case errors.Is(err, stream.ErrNoStream):
+		reason = pubNoStream
+	case errors.Is(err, stream.ErrPermission):
+		reason = pubPermission
+	case errors.Is(err, stream.ErrTooLarge):
+		reason = pubTooLarge
 	}
 	p.metrics.publishFailures.WithLabelValues(reason).Inc()
 	p.log.Debug("publish failed, keeping the scrape for another attempt", "err", err, "reason", reason)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	natsd "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -333,5 +334,43 @@ func TestJetStreamFollowerOfAnEmptyStream(t *testing.T) {
 	case <-f.Snapshotted():
 	case <-time.After(10 * time.Second):
 		t.Fatal("no snapshot of an empty stream after 10s")
+	}
+}
+
+// TestJetStreamPublishRightsMissing runs a DC whose credentials may publish
+// only on its own subjects: a publish on another DC's subject fails with
+// ErrPermission, and the error and the log name the subject refused.
+func TestJetStreamPublishRightsMissing(t *testing.T) {
+	n := testenv.NATS(t, embedded.NATSOptions{Configure: func(o *natsd.Options) {
+		o.Users = []*natsd.User{{
+			Username: "dc1", Password: "s3cret",
+			Permissions: &natsd.Permissions{
+				Publish:   &natsd.SubjectPermission{Allow: []string{"prometheus.dc1.>", "$JS.API.STREAM.INFO.PROMETHEUS", "$JS.API.STREAM.CREATE.PROMETHEUS"}},
+				Subscribe: &natsd.SubjectPermission{Allow: []string{"_INBOX.>"}},
+			},
+		}}
+	}})
+	var logs testenv.SyncBuffer
+	o := jsOptions(n, "poller")
+	o.User, o.Password = "dc1", "s3cret"
+	p, err := NewJSPublisher(o, slog.New(slog.NewTextHandler(&logs, nil)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Run(t, p.Run)
+	<-p.Ready()
+	jsPublish(t, p, Key{Publisher: "dc1", Job: "node", Instance: "a"}, "own subject")
+
+	refused := Subject("prometheus", Key{Publisher: "dc2", Job: "node", Instance: "a"})
+	done := make(chan error, 1)
+	if err := p.Publish(Key{Publisher: "dc2", Job: "node", Instance: "a"}, []byte("x"), func(err error) { done <- err }); err != nil {
+		t.Fatal(err)
+	}
+	err = <-done
+	if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), refused) {
+		t.Fatalf("publish on another DC's subject: %v, want ErrPermission naming %s", err, refused)
+	}
+	if !strings.Contains(logs.String(), refused) {
+		t.Fatalf("the log does not name the subject refused:\n%s", logs.String())
 	}
 }
