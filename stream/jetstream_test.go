@@ -374,3 +374,47 @@ func TestJetStreamPublishRightsMissing(t *testing.T) {
 		t.Fatalf("the log does not name the subject refused:\n%s", logs.String())
 	}
 }
+
+// TestJetStreamStreamDeleted deletes the stream under a running poller,
+// receiver and follower: the poller creates it again, the shared consumer
+// is created again on it, and the follower starts over on the new stream
+// instead of waiting for its sequences to pass the old one's.
+func TestJetStreamStreamDeleted(t *testing.T) {
+	n := testenv.NATS(t, embedded.NATSOptions{})
+	p := startJSPublisher(t, jsOptions(n, "poller"))
+	for i := range 5 {
+		jsPublish(t, p, Key{Publisher: "dc1", Job: "j", Instance: fmt.Sprint(i)}, fmt.Sprint("before", i))
+	}
+	c := newJSCollector()
+	sub, err := NewJSSubscriber(jsOptions(n, "receiver"), nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Run(t, func(ctx context.Context) error { return sub.Subscribe(ctx, c.handle) })
+	fc := newJSCollector()
+	f, err := NewJSFollower(jsOptions(n, "follower"), nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.check = 100 * time.Millisecond
+	testenv.Run(t, func(ctx context.Context) error { return f.Subscribe(ctx, fc.handle) })
+	testenv.WaitFor(t, "the first five at both", 10*time.Second, func() bool { return c.count() == 5 && fc.count() == 5 })
+
+	_, js := p.c.current()
+	if err := js.DeleteStream(context.Background(), "PROMETHEUS"); err != nil {
+		t.Fatal(err)
+	}
+	// The poller's next publishes find no stream, which makes it create
+	// the stream again; the poller's outbox would retry them, as here.
+	k := Key{Publisher: "dc2", Job: "j", Instance: "after"}
+	testenv.WaitFor(t, "a publish into the stream created again", 10*time.Second, func() bool {
+		done := make(chan error, 1)
+		if p.Publish(k, []byte("after"), func(err error) { done <- err }) != nil {
+			return false
+		}
+		return <-done == nil
+	})
+	testenv.WaitFor(t, "the message after the deletion at the shared consumer and the follower", 15*time.Second, func() bool {
+		return len(c.data("dc2")) == 1 && len(fc.data("dc2")) == 1
+	})
+}

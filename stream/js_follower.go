@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,7 +31,8 @@ type Snapshotter interface {
 // begins again from the stream's state, which is the newest scrape of every
 // target.
 type JSFollower struct {
-	c *jsConn
+	c     *jsConn
+	check time.Duration // streamCheck; shorter in tests
 
 	once sync.Once
 	snap chan struct{}
@@ -54,7 +56,7 @@ func NewJSFollower(opts JSOptions, logger *slog.Logger, reg prometheus.Registere
 	}
 	// Errors point at the section the options came from.
 	c.section = "receiver_stream"
-	return &JSFollower{c: c, snap: make(chan struct{})}, nil
+	return &JSFollower{c: c, check: streamCheck, snap: make(chan struct{})}, nil
 }
 
 // Snapshotted implements Snapshotter.
@@ -98,10 +100,53 @@ func (f *JSFollower) Subscribe(ctx context.Context, h Handler) error {
 		if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
 			f.snapshotted()
 		}
-		<-ctx.Done()
+		f.watch(ctx, js)
 		cc.Stop()
 	}
 	return nil
+}
+
+// streamCheck is how often the follower checks that its stream is still
+// the one it began to follow.
+const streamCheck = 5 * time.Second
+
+// watch returns when ctx is done or the stream was deleted and created
+// anew. nats.go's ordered consumer would follow a new stream from the old
+// one's next sequence, skipping every message until the new stream's
+// sequences reach it; starting over from the last message per subject
+// instead serves every group again at once.
+func (f *JSFollower) watch(ctx context.Context, js jetstream.JetStream) {
+	created := f.created(ctx, js)
+	t := time.NewTicker(f.check)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := f.created(ctx, js)
+		switch {
+		case now.IsZero():
+			// Missing, or not reachable now: look again later.
+		case created.IsZero():
+			created = now
+		case !now.Equal(created):
+			f.c.log.Warn("the stream was deleted and created anew; following it again from the newest scrape of every group", "stream", f.c.opts.Stream)
+			return
+		}
+	}
+}
+
+// created is when the stream was created, zero when that is not known.
+func (f *JSFollower) created(ctx context.Context, js jetstream.JetStream) time.Time {
+	rctx, cancel := context.WithTimeout(ctx, f.c.opts.ConnectTimeout)
+	defer cancel()
+	s, err := js.Stream(rctx, f.c.opts.Stream)
+	if err != nil {
+		return time.Time{}
+	}
+	return s.CachedInfo().Created
 }
 
 func (f *JSFollower) snapshotted() { f.once.Do(func() { close(f.snap) }) }

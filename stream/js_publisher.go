@@ -29,6 +29,9 @@ type JSPublisher struct {
 	c *jsConn
 	// maxMsgSize is the stream's max_msg_size, 0 while unknown or unset.
 	maxMsgSize atomic.Int64
+	// warned is set once the differences of an existing stream were
+	// logged: once per process, not at every look.
+	warned atomic.Bool
 
 	mu sync.Mutex
 	// refused are the subjects the server refused to let us publish on
@@ -36,6 +39,9 @@ type JSPublisher struct {
 	// what it is.
 	refused  map[string]time.Time
 	warnPerm rate.Sometimes
+	// recheck asks Run to look for the stream again: a publish found no
+	// stream for its subject (deleted while the poller runs).
+	recheck chan struct{}
 }
 
 var _ Publisher = (*JSPublisher)(nil)
@@ -47,7 +53,7 @@ func NewJSPublisher(opts JSOptions, logger *slog.Logger, reg prometheus.Register
 	if err != nil {
 		return nil, err
 	}
-	p := &JSPublisher{c: c, refused: map[string]time.Time{}, warnPerm: rate.Sometimes{Interval: time.Minute}}
+	p := &JSPublisher{c: c, refused: map[string]time.Time{}, warnPerm: rate.Sometimes{Interval: time.Minute}, recheck: make(chan struct{}, 1)}
 	c.permissions = p.permissionViolation
 	return p, nil
 }
@@ -64,11 +70,28 @@ func (p *JSPublisher) Run(ctx context.Context) error {
 	// Publishing does not wait for the stream: until it exists, publishes
 	// fail with ErrNoStream and the poller keeps each target's newest
 	// scrape, as while NATS is unreachable.
+	for {
+		p.ensure(ctx, js)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.recheck:
+			// A stream deleted under a running poller is created again
+			// (when creating is on), as at start.
+			if !backoff.New(p.c.opts.BackoffMin, p.c.opts.BackoffMax).Wait(ctx) {
+				return nil
+			}
+		}
+	}
+}
+
+// ensure calls ensureStream until it succeeds or ctx is done.
+func (p *JSPublisher) ensure(ctx context.Context, js jetstream.JetStream) {
 	b := backoff.New(p.c.opts.BackoffMin, p.c.opts.BackoffMax)
 	for attempt := 1; ; attempt++ {
 		err := p.ensureStream(ctx, js)
 		if err == nil || ctx.Err() != nil {
-			break
+			return
 		}
 		level := slog.LevelDebug
 		if attempt == 1 || attempt%20 == 0 {
@@ -76,11 +99,9 @@ func (p *JSPublisher) Run(ctx context.Context) error {
 		}
 		p.c.log.Log(ctx, level, "the stream is not usable yet, retrying", "err", err, "attempt", attempt)
 		if !b.Wait(ctx) {
-			break
+			return
 		}
 	}
-	<-ctx.Done()
-	return nil
 }
 
 // wantStream is the stream the publisher creates when it is missing.
@@ -142,7 +163,7 @@ func (p *JSPublisher) ensureStream(ctx context.Context, js jetstream.JetStream) 
 	}
 	cfg := s.CachedInfo().Config
 	p.maxMsgSize.Store(int64(cfg.MaxMsgSize))
-	if diffs := StreamDifferences(cfg, p.wantStream(), o.Create != nil); len(diffs) > 0 {
+	if diffs := StreamDifferences(cfg, p.wantStream(), o.Create != nil); len(diffs) > 0 && !p.warned.Swap(true) {
 		p.c.log.Warn("the stream exists with other settings than this poller would create it with; using it as it is", "differences", strings.Join(diffs, "; "))
 	}
 	return nil
@@ -238,6 +259,10 @@ func (p *JSPublisher) translate(subject string, err error) error {
 	case errors.Is(err, jetstream.ErrAsyncPublishTimeout):
 		return fmt.Errorf("%w: %w", ErrAckTimeout, err)
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse):
+		select {
+		case p.recheck <- struct{}{}:
+		default:
+		}
 		return fmt.Errorf("%w: %s (is stream %q missing, or its subjects other than %s.>?): %w", ErrNoStream, subject, p.c.opts.Stream, p.c.opts.Topic, err)
 	case errors.Is(err, jetstream.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionClosed):
 		return fmt.Errorf("%w: %w", ErrConnectionClosed, err)
