@@ -114,17 +114,48 @@ func (s *JSSubscriber) Subscribe(ctx context.Context, h Handler) error {
 		}
 		attempt = 0
 		b.Reset()
-		select {
-		case <-ctx.Done():
-			cc.Stop()
-			return nil
-		case err := <-gone:
+		if err := s.watch(ctx, cons, gone); err != nil {
 			cc.Stop()
 			s.metrics.consumerRecreated.Inc()
 			s.c.log.Warn("the consumer was deleted; creating it again", "consumer", o.Consumer, "err", err)
+			continue
 		}
+		cc.Stop()
+		return nil
 	}
 	return nil
+}
+
+// infoEvery is how often the consumer's state is read for the metrics.
+const infoEvery = 10 * time.Second
+
+// watch reads the consumer's state into the metrics until ctx is done
+// (nil) or the consumer is gone (the reason).
+func (s *JSSubscriber) watch(ctx context.Context, cons jetstream.Consumer, gone <-chan error) error {
+	t := time.NewTicker(infoEvery)
+	defer t.Stop()
+	for {
+		s.readInfo(ctx, cons)
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-gone:
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+func (s *JSSubscriber) readInfo(ctx context.Context, cons jetstream.Consumer) {
+	rctx, cancel := context.WithTimeout(ctx, s.c.opts.ConnectTimeout)
+	defer cancel()
+	info, err := cons.Info(rctx)
+	if err != nil {
+		return
+	}
+	s.metrics.pending.Set(float64(info.NumPending))
+	s.metrics.ackPending.Set(float64(info.NumAckPending))
+	s.metrics.redelivered.Set(float64(info.NumRedelivered))
 }
 
 // consumer creates the durable consumer, or updates it to this
@@ -235,13 +266,26 @@ func (j *jsMsg) Publisher() (string, bool) {
 }
 
 type jsSubMetrics struct {
-	pinned            prometheus.Counter
-	progress          prometheus.Counter
-	consumerRecreated prometheus.Counter
+	pending, ackPending, redelivered prometheus.Gauge
+	pinned                           prometheus.Counter
+	progress                         prometheus.Counter
+	consumerRecreated                prometheus.Counter
 }
 
 func newJSSubMetrics(reg prometheus.Registerer) (*jsSubMetrics, error) {
 	m := &jsSubMetrics{
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "consumer_pending_messages",
+			Help: "Messages of the stream the shared JetStream consumer has yet to deliver (read every 10s): the backlog of the Pushgateway output.",
+		}),
+		ackPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "consumer_ack_pending_messages",
+			Help: "Messages the shared JetStream consumer delivered that are not acknowledged yet (read every 10s); at most max_inflight.",
+		}),
+		redelivered: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "consumer_redelivered_messages",
+			Help: "Messages the shared JetStream consumer delivered more than once and that are not acknowledged yet (read every 10s).",
+		}),
 		pinned: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "consumer_pinned_total",
 			Help: "Times this receiver became the active (pinned) one of the shared JetStream consumer: at its first delivery, and after each failover to it.",
@@ -255,7 +299,7 @@ func newJSSubMetrics(reg prometheus.Registerer) (*jsSubMetrics, error) {
 			Help: "Times the JetStream consumer was found deleted while consuming, and created again.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.pinned, m.progress, m.consumerRecreated} {
+	for _, c := range []prometheus.Collector{m.pending, m.ackPending, m.redelivered, m.pinned, m.progress, m.consumerRecreated} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register stream metrics: %w", err)
 		}
