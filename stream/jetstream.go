@@ -65,6 +65,10 @@ type JSOptions struct {
 	// BackoffMin and BackoffMax bound the wait between attempts to
 	// connect, and to find the stream and the consumer.
 	BackoffMin, BackoffMax time.Duration
+	// OnActive, when set, is called when this receiver becomes the active
+	// one of the shared consumer, before the first message of its turn is
+	// handed on; deliveries wait while it runs (subscribers only).
+	OnActive func(context.Context)
 }
 
 // StreamSettings are what a publisher creates a missing stream with.

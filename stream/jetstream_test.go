@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -221,10 +222,21 @@ func TestJetStreamPinnedFailover(t *testing.T) {
 		c    *jsCollector
 		stop func()
 		reg  *prometheus.Registry
+		// activated counts OnActive calls; handledBefore is set when a
+		// message was handled before the first.
+		activated     atomic.Int32
+		handledBefore atomic.Bool
 	}
 	start := func(name string) *rcv {
 		r := &rcv{c: newJSCollector(), reg: prometheus.NewRegistry()}
-		sub, err := NewJSSubscriber(jsOptions(n, name), nil, r.reg)
+		o := jsOptions(n, name)
+		o.OnActive = func(context.Context) {
+			if r.c.count() > 0 {
+				r.handledBefore.Store(true)
+			}
+			r.activated.Add(1)
+		}
+		sub, err := NewJSSubscriber(o, nil, r.reg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -251,6 +263,12 @@ func TestJetStreamPinnedFailover(t *testing.T) {
 	testenv.WaitFor(t, "the standby to take over", 10*time.Second, func() bool { return standby.c.count() == 1 })
 	if got := counter(t, standby.reg, "prometheus_streams_stream_consumer_pinned_total"); got != 1 {
 		t.Fatalf("consumer_pinned_total of the new active receiver = %v, want 1", got)
+	}
+	// Each was told once that its turn began, before its first message.
+	for _, r := range []*rcv{active, standby} {
+		if r.activated.Load() != 1 || r.handledBefore.Load() {
+			t.Fatalf("OnActive called %d times (want 1), after a message was handled: %v", r.activated.Load(), r.handledBefore.Load())
+		}
 	}
 }
 

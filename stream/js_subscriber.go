@@ -89,7 +89,7 @@ func (s *JSSubscriber) Subscribe(ctx context.Context, h Handler) error {
 			continue
 		}
 		gone := make(chan error, 1)
-		cc, err := cons.Consume(func(m jetstream.Msg) { h(s.wrap(m)) },
+		cc, err := cons.Consume(func(m jetstream.Msg) { h(s.wrap(ctx, m)) },
 			jetstream.PullPriorityGroup(PriorityGroup),
 			jetstream.PullMaxMessages(o.MaxInflight),
 			// Expiring pulls within PinnedTTL keep the pin while this
@@ -178,7 +178,7 @@ func (s *JSSubscriber) consumer(ctx context.Context, js jetstream.JetStream) (je
 
 // wrap makes a delivery a Message, noting when this receiver became the
 // active one.
-func (s *JSSubscriber) wrap(m jetstream.Msg) Message {
+func (s *JSSubscriber) wrap(ctx context.Context, m jetstream.Msg) Message {
 	if pin := m.Headers().Get("Nats-Pin-Id"); pin != "" {
 		s.mu.Lock()
 		changed := pin != s.pinID
@@ -187,6 +187,9 @@ func (s *JSSubscriber) wrap(m jetstream.Msg) Message {
 		if changed {
 			s.metrics.pinned.Inc()
 			s.c.log.Info("this receiver is now the active one of the consumer", "consumer", s.c.opts.Consumer)
+			if s.c.opts.OnActive != nil {
+				s.c.opts.OnActive(ctx)
+			}
 		}
 	}
 	return newJSMsg(m, s.c.opts.AckWait, s.metrics.progress)

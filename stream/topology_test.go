@@ -76,16 +76,29 @@ func startDC(t *testing.T, link *linkProxy, domain string) *embedded.NATS {
 	}})
 }
 
-// waitLeafNodes waits until each server has n leaf node connections.
-func waitLeafNodes(t *testing.T, n int, servers ...*embedded.NATS) {
+// centralInterest is a subject the centre subscribes to (its domain's
+// JetStream API), so the DC server has interest in it while linked.
+const centralInterest = "$JS.central.API.INFO"
+
+// waitLinked waits until the link is up on both sides and the DC server
+// knows the centre's subscriptions.
+func waitLinked(t *testing.T, central, dc *embedded.NATS) {
 	t.Helper()
-	testenv.WaitFor(t, fmt.Sprintf("%d leaf node connections", n), 10*time.Second, func() bool {
-		for _, s := range servers {
-			if s.Server().NumLeafNodes() != n {
-				return false
-			}
-		}
-		return true
+	testenv.WaitFor(t, "the leaf node link up", 10*time.Second, func() bool {
+		return central.Server().NumLeafNodes() == 1 && dc.Server().NumLeafNodes() == 1 &&
+			dc.Server().GlobalAccount().Interest(centralInterest) > 0
+	})
+}
+
+// waitCut waits until the link is down on both sides and the DC server
+// has dropped the centre's subscriptions: nats-server stops counting a
+// leaf node connection before it removes them, and a message routed to
+// the closed connection in between would be lost rather than refused.
+func waitCut(t *testing.T, central, dc *embedded.NATS) {
+	t.Helper()
+	testenv.WaitFor(t, "the leaf node link down", 10*time.Second, func() bool {
+		return central.Server().NumLeafNodes() == 0 && dc.Server().NumLeafNodes() == 0 &&
+			dc.Server().GlobalAccount().Interest(centralInterest) == 0
 	})
 }
 
@@ -166,7 +179,7 @@ func TestLeafNodeTopology(t *testing.T) {
 	central, leafAddr := startCentral(t)
 	link := newLinkProxy(t, leafAddr)
 	dc := startDC(t, link, "")
-	waitLeafNodes(t, 1, central, dc)
+	waitLinked(t, central, dc)
 
 	po := topologyOptions(dc, "poller-dc1", "PROMETHEUS", "central")
 	po.Create = &StreamSettings{MaxAge: time.Hour, Storage: jetstream.FileStorage}
@@ -184,7 +197,7 @@ func TestLeafNodeTopology(t *testing.T) {
 	testenv.WaitFor(t, "every group's first scrape at the centre", 10*time.Second, func() bool { return log.reached(1) })
 
 	link.cut()
-	waitLeafNodes(t, 0, central, dc)
+	waitCut(t, central, dc)
 	// Each publish fails only after nats.go's retries of no responders,
 	// so they run at once.
 	const newest = 4
@@ -204,7 +217,7 @@ func TestLeafNodeTopology(t *testing.T) {
 	}
 
 	link.restore()
-	waitLeafNodes(t, 1, central, dc)
+	waitLinked(t, central, dc)
 	// The outbox keeps each group's newest scrape and publishes it again
 	// until it is stored.
 	for g := range topologyGroups {
@@ -226,7 +239,7 @@ func TestStreamSourcingTopology(t *testing.T) {
 	central, leafAddr := startCentral(t)
 	link := newLinkProxy(t, leafAddr)
 	dc := startDC(t, link, "dc1")
-	waitLeafNodes(t, 1, central, dc)
+	waitLinked(t, central, dc)
 
 	po := topologyOptions(dc, "poller-dc1", "PROMETHEUS_DC1", "dc1")
 	po.Create = &StreamSettings{}
@@ -274,7 +287,7 @@ func TestStreamSourcingTopology(t *testing.T) {
 	})
 
 	link.cut()
-	waitLeafNodes(t, 0, central, dc)
+	waitCut(t, central, dc)
 	const newest = 5
 	for seq := 2; seq <= newest; seq++ {
 		for g := range topologyGroups {

@@ -367,7 +367,11 @@ func receiverRoutes(cfg *config.Config, a reload.Receiver, outs []output.Output,
 		checks []func() bool
 	)
 	if a.Push != nil {
-		sub, err := stream.NewJSSubscriber(o, logger, reg)
+		// The consistency check assumes one writer at a time: the one
+		// taking over first learns what the other one pushed.
+		po := o
+		po.OnActive = a.Push.Resync
+		sub, err := stream.NewJSSubscriber(po, logger, reg)
 		if err != nil {
 			return nil, nil, err
 		}

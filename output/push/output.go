@@ -190,6 +190,17 @@ func (r *Output) Run(ctx context.Context) error {
 	return nil
 }
 
+// Resync reads the Pushgateway again into the consistency check and the
+// groups watched, for a receiver that becomes the Pushgateway's writer
+// after another one (a JetStream failover): what the other pushed since
+// this receiver's start is then known before this one pushes. Pushes wait
+// for it only as long as the caller does, so the caller calls it before
+// handing on the first scrape of its turn.
+func (r *Output) Resync(ctx context.Context) {
+	r.log.Info("this receiver takes over the Pushgateway: reading what it holds again")
+	r.seedBook(ctx)
+}
+
 // Offer implements output.Output: it queues the scrape for its group,
 // latest-wins. It never blocks: pushing happens in the workers.
 func (r *Output) Offer(env *envelope.Envelope, d output.Delivery) {
