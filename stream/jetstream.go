@@ -138,6 +138,11 @@ type jsConn struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	ready chan struct{} // closed while connected
+	// closed is closed once close began: what waits on the connection
+	// (a publish's acknowledgement) gives up then, and the disconnect
+	// that closing causes is not reported as a loss.
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 func newJSConn(opts JSOptions, role string, logger *slog.Logger, reg prometheus.Registerer) (*jsConn, error) {
@@ -157,6 +162,7 @@ func newJSConn(opts JSOptions, role string, logger *slog.Logger, reg prometheus.
 		metrics: m,
 		section: role + "_stream",
 		ready:   make(chan struct{}),
+		closed:  make(chan struct{}),
 	}, nil
 }
 
@@ -253,6 +259,11 @@ func (c *jsConn) dial() (*nats.Conn, error) {
 		nats.ReconnectWait(c.opts.BackoffMin),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			c.setUp(false)
+			select {
+			case <-c.closed:
+				return // our own close
+			default:
+			}
 			c.metrics.lost.Inc()
 			c.log.Warn("NATS connection lost, reconnecting", "err", err)
 		}),
@@ -278,6 +289,7 @@ func (c *jsConn) dial() (*nats.Conn, error) {
 
 // close ends the connection.
 func (c *jsConn) close(nc *nats.Conn) {
+	c.closeOnce.Do(func() { close(c.closed) })
 	c.setUp(false)
 	nc.Close()
 }

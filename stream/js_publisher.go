@@ -244,6 +244,8 @@ func (p *JSPublisher) Publish(key Key, data []byte, done func(error)) error {
 			done(nil)
 		case err := <-f.Err():
 			done(p.translate(subject, err))
+		case <-p.c.closed:
+			done(fmt.Errorf("%w: publish to %s", ErrConnectionClosed, subject))
 		}
 	}()
 	return nil

@@ -260,7 +260,7 @@ func TestStreamSourcingTopology(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	central1, err := js.CreateStream(ctx, jetstream.StreamConfig{
+	centralStream, err := js.CreateStream(ctx, jetstream.StreamConfig{
 		Name: "PROMETHEUS", MaxMsgsPerSubject: 1,
 		Sources: []*jetstream.StreamSource{{
 			Name: "PROMETHEUS_DC1", External: &jetstream.ExternalStream{APIPrefix: "$JS.dc1.API"},
@@ -297,7 +297,7 @@ func TestStreamSourcingTopology(t *testing.T) {
 
 	// Nothing crossed the cut link: the centre still holds the first.
 	for g := range topologyGroups {
-		m, err := central1.GetLastMsgForSubject(ctx, Subject("prometheus", topologyKey(g)))
+		m, err := centralStream.GetLastMsgForSubject(ctx, Subject("prometheus", topologyKey(g)))
 		if err != nil || string(m.Data) != topologyPayload(g, 1) {
 			t.Fatalf("with the link down the central stream holds %v (err %v) for group %d, want %s", m, err, g, topologyPayload(g, 1))
 		}
@@ -310,7 +310,7 @@ func TestStreamSourcingTopology(t *testing.T) {
 	subLog.check(t, "receiver")
 	followLog.check(t, "follower")
 
-	info, err := central1.Info(ctx)
+	info, err := centralStream.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +318,7 @@ func TestStreamSourcingTopology(t *testing.T) {
 		t.Fatalf("the central stream holds %d messages on %d subjects, want one on each of %d", info.State.Msgs, info.State.NumSubjects, topologyGroups)
 	}
 	for g := range topologyGroups {
-		m, err := central1.GetLastMsgForSubject(ctx, Subject("prometheus", topologyKey(g)))
+		m, err := centralStream.GetLastMsgForSubject(ctx, Subject("prometheus", topologyKey(g)))
 		if err != nil {
 			t.Fatal(err)
 		}
