@@ -82,6 +82,9 @@ func TestJetStreamClusterLeaderChange(t *testing.T) {
 		return false
 	})
 	p := startJSPublisher(t, o)
+	// Placing three replicas on a cluster that has just formed takes a
+	// few seconds more than jsPublish waits for a stream.
+	testenv.WaitFor(t, "the stream with three replicas", 30*time.Second, func() bool { return p.MaxPayload() > 0 && streamExists(p) })
 	jsPublish(t, p, Key{Publisher: "dc1", Job: "j", Instance: "before"}, "before")
 
 	c := newJSCollector()
