@@ -3,6 +3,7 @@ package push
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -30,15 +31,19 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// env is a real NATS Streaming server, a publisher to inject messages with
-// and a receiver pushing to a real Pushgateway.
+// env is a real NATS Streaming server (or, with envSettings.jetstream, a
+// nats-server with JetStream), a publisher to inject messages with and a
+// receiver pushing to a real Pushgateway.
 type env struct {
-	nats     *embedded.Streaming
-	pub      *stream.STANPublisher
+	nats     *embedded.Streaming // nil with JetStream
+	js       *embedded.NATS      // nil with NATS Streaming
+	pub      testPublisher
 	gateway  string
 	receiver *pipe
 	sub      *capturingSub
 	stop     func() // stops the receiver and waits for Run to return
+	// published counts the publishes of env.publish (JetStream only).
+	published int
 }
 
 func streamOptions(s *embedded.Streaming, client string) stream.STANOptions {
@@ -66,6 +71,14 @@ type envSettings struct {
 	timeout time.Duration // the Pushgateway client's; default 1s
 	// publishers is the receiver's allow-list; nil accepts every publisher.
 	publishers map[string][]string
+	// jetstream carries the messages over JetStream instead.
+	jetstream bool
+}
+
+// testPublisher is the publisher of either transport.
+type testPublisher interface {
+	stream.Publisher
+	Run(context.Context) error
 }
 
 // newEnvWith is newEnv with the settings of es.
@@ -74,13 +87,33 @@ func newEnvWith(t *testing.T, opts Options, gatewayURL string, es envSettings) *
 	if es.timeout == 0 {
 		es.timeout = time.Second
 	}
-	s := testenv.Streaming(t, embedded.StreamingOptions{})
-	e := &env{nats: s, gateway: gatewayURL}
+	e := &env{gateway: gatewayURL}
 	if e.gateway == "" {
 		e.gateway = startGateway(t, "").URL()
 	}
-	var err error
-	e.pub, err = stream.NewSTANPublisher(streamOptions(s, "test-publisher"), nil, prometheus.NewRegistry())
+	var (
+		sub stream.Subscriber
+		err error
+	)
+	if es.jetstream {
+		e.js = testenv.NATS(t, embedded.NATSOptions{})
+		o := jsStreamOptions(e.js, "test-publisher")
+		o.Create = &stream.StreamSettings{MaxAge: time.Hour}
+		if e.pub, err = stream.NewJSPublisher(o, nil, prometheus.NewRegistry()); err != nil {
+			t.Fatal(err)
+		}
+		so := jsStreamOptions(e.js, "receiver")
+		so.AckWait = es.ackWait
+		sub, err = stream.NewJSSubscriber(so, nil, prometheus.NewRegistry())
+	} else {
+		e.nats = testenv.Streaming(t, embedded.StreamingOptions{})
+		if e.pub, err = stream.NewSTANPublisher(streamOptions(e.nats, "test-publisher"), nil, prometheus.NewRegistry()); err != nil {
+			t.Fatal(err)
+		}
+		so := streamOptions(e.nats, "receiver")
+		so.AckWait = es.ackWait
+		sub, err = stream.NewSTANSubscriber(so, nil, prometheus.NewRegistry())
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,12 +125,6 @@ func newEnvWith(t *testing.T, opts Options, gatewayURL string, es envSettings) *
 		t.Fatal(err)
 	}
 	t.Cleanup(client.CloseIdleConnections)
-	so := streamOptions(s, "receiver")
-	so.AckWait = es.ackWait
-	sub, err := stream.NewSTANSubscriber(so, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
 	if opts.MaxAge == 0 {
 		opts.MaxAge = time.Minute
 	}
@@ -108,11 +135,31 @@ func newEnvWith(t *testing.T, opts Options, gatewayURL string, es envSettings) *
 	return e
 }
 
-// publish sends raw message bytes and waits for the stream's ack.
+// jsStreamOptions are the JetStream options of a test's client.
+func jsStreamOptions(n *embedded.NATS, client string) stream.JSOptions {
+	return stream.JSOptions{
+		URLs: []string{n.URL()}, Name: client, Stream: "PROMETHEUS", Topic: "prometheus",
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond, PinnedTTL: time.Second,
+	}
+}
+
+// publish sends raw message bytes and waits for the stream's ack. With
+// JetStream the subject is the group the message names, as a poller's
+// would be; one that cannot be read goes on a subject of its own, as the
+// stream keeps one message per subject.
 func (e *env) publish(t *testing.T, msg []byte) {
 	t.Helper()
+	key := stream.Key{}
+	if e.js != nil {
+		e.published++
+		key = stream.Key{Publisher: "dc1", Job: "unreadable", Instance: strconv.Itoa(e.published)}
+		if env, err := envelope.Decode(msg); err == nil {
+			key = stream.Key{Publisher: env.Publisher, Job: env.Job, Instance: env.Instance}
+		}
+	}
 	done := make(chan error, 1)
-	if err := e.pub.Publish(stream.Key{}, msg, func(err error) { done <- err }); err != nil {
+	testenv.WaitFor(t, "the publisher ready to publish", 10*time.Second, func() bool { return e.pub.MaxPayload() > 0 })
+	if err := e.pub.Publish(key, msg, func(err error) { done <- err }); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {
