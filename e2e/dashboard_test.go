@@ -19,6 +19,8 @@ import (
 
 	"github.com/choria-io/prometheus-streams/embedded"
 	"github.com/choria-io/prometheus-streams/internal/testenv"
+	"github.com/choria-io/prometheus-streams/stream"
+	promclient "github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 )
@@ -153,17 +155,34 @@ func TestDashboardAndRulesAgainstRealPrometheus(t *testing.T) {
 	seen := map[string]bool{}
 	// has adds a check that query returns data, and one for each series
 	// selector in it (a fallback such as "or vector(0)" must not hide a
-	// misspelt metric).
+	// misspelt metric). A query that reads a metric of jetStreamOnly
+	// cannot return data from this NATS Streaming pipeline: Prometheus
+	// must accept it, and its other selectors must return data.
 	has := func(what, query string) {
+		js, err := jetStreamOnlyIn(query)
+		if err != nil {
+			t.Fatalf("%s: %s: %v", what, query, err)
+		}
 		if !seen[query] {
 			seen[query] = true
-			checks = append(checks, liveCheck{what + ": " + query, func() error { return promHas(client, p.prom.base, query) }})
+			if len(js) > 0 {
+				t.Logf("%s: reads %v (JetStream only): checked to be accepted, not to return data", what, js)
+				checks = append(checks, liveCheck{what + ": Prometheus accepts " + query, func() error {
+					_, err := queryPrometheus(client, p.prom.base, query)
+					return err
+				}})
+			} else {
+				checks = append(checks, liveCheck{what + ": " + query, func() error { return promHas(client, p.prom.base, query) }})
+			}
 		}
 		sels, err := selectors(query)
 		if err != nil {
 			t.Fatalf("%s: %s: %v", what, query, err)
 		}
 		for _, s := range sels {
+			if js, _ := jetStreamOnlyIn(s); len(js) > 0 {
+				continue
+			}
 			if !seen[s] {
 				seen[s] = true
 				checks = append(checks, liveCheck{what + ": selector " + s, func() error { return promHas(client, p.prom.base, s) }})
@@ -279,6 +298,101 @@ func TestDashboardAndRulesAgainstRealPrometheus(t *testing.T) {
 			waitUntil(t, "the dashboard's "+key+" to be 1", func() error {
 				return promValue(client, p.prom.base, q, 1)
 			}, p.poller, p.receiver, p.prom.process)
+		}
+	}
+}
+
+// jetStreamOnly are the metrics only a receiver on JetStream exposes, each
+// with why. The monitored pipeline runs on NATS Streaming, so the panels
+// and alerts that read them have no data there:
+// TestDashboardAndRulesAgainstRealPrometheus checks that Prometheus
+// accepts those queries, not that they return data (their other
+// selectors still must). TestDashboardJetStreamOnlyMetricsExist checks that a JetStream
+// receiver registers every one of them, so a misspelt name cannot hide
+// behind this list. (stream_connected{role="follower"} is not here: the
+// queries that read it read role="receiver" too.)
+var jetStreamOnly = map[string]string{
+	"prometheus_streams_stream_consumer_pending_messages":     "the shared JetStream consumer's state",
+	"prometheus_streams_stream_consumer_ack_pending_messages": "the shared JetStream consumer's state",
+	"prometheus_streams_stream_consumer_redelivered_messages": "the shared JetStream consumer's state",
+	"prometheus_streams_stream_consumer_pinned_total":         "the pinned JetStream consumer's failovers",
+	"prometheus_streams_stream_ack_progress_total":            "JetStream in-progress acknowledgements",
+	"prometheus_streams_stream_consumer_recreated_total":      "a deleted JetStream consumer created again",
+}
+
+// jetStreamOnlyIn returns the metrics of jetStreamOnly that expr reads.
+func jetStreamOnlyIn(expr string) ([]string, error) {
+	e, err := promqlParser.ParseExpr(expr)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		if vs, ok := n.(*parser.VectorSelector); ok {
+			if _, js := jetStreamOnly[vs.Name]; js && !slices.Contains(out, vs.Name) {
+				out = append(out, vs.Name)
+			}
+		}
+		return nil
+	})
+	return out, nil
+}
+
+// TestDashboardJetStreamOnlyMetricsExist checks that a receiver on
+// JetStream registers every metric the live test lets go without data,
+// with the label role="receiver" the queries select, and that the
+// dashboard and the rules read each of them (a name nothing reads any
+// more leaves the list).
+func TestDashboardJetStreamOnlyMetricsExist(t *testing.T) {
+	reg := promclient.NewRegistry()
+	if _, err := stream.NewJSSubscriber(stream.JSOptions{
+		URLs: []string{"nats://127.0.0.1:4222"}, Name: "e2e", Stream: "PROMETHEUS", Topic: "prometheus",
+	}, nil, reg); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	registered := map[string]bool{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "role" && l.GetValue() == "receiver" {
+					registered[f.GetName()] = true
+				}
+			}
+		}
+	}
+	read := map[string]bool{}
+	var exprs []string
+	for _, d := range loadDashboards(t) {
+		for _, e := range d.panelExprs() {
+			q, err := expandGrafana(e, map[string]string{"job": ".*", "publisher": ".*"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			exprs = append(exprs, q)
+		}
+	}
+	for _, r := range loadRules(t) {
+		exprs = append(exprs, r.Expr)
+	}
+	for _, q := range exprs {
+		js, err := jetStreamOnlyIn(q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		for _, name := range js {
+			read[name] = true
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(jetStreamOnly)) {
+		if !registered[name] {
+			t.Errorf("%s (%s): a JetStream receiver registers no such metric with role=\"receiver\"", name, jetStreamOnly[name])
+		}
+		if !read[name] {
+			t.Errorf("%s: neither the dashboards nor the rules read it; take it off jetStreamOnly", name)
 		}
 	}
 }
