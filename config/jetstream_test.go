@@ -33,6 +33,6 @@ func TestJetStreamSectionErrors(t *testing.T) {
 		{"bad consumer name", "receiver_stream:\n  stream: S\n  consumer: 'x y'\n", `config.yaml:3: receiver_stream.consumer: "x y" is no JetStream name (no white space, ., *, >, / or \)`},
 		{"bad storage", "receiver_stream:\n  stream: S\n  storage: disk\n", `config.yaml:3: receiver_stream.storage: "disk" is not "file" or "memory"`},
 		{"replicas", "receiver_stream:\n  stream: S\n  replicas: 7\n", "config.yaml:3: receiver_stream.replicas: must be 1 to 5"},
-		{"pinned ttl", "receiver_stream:\n  stream: S\n  pinned_ttl: 10ms\n", "config.yaml:3: receiver_stream.pinned_ttl: must be at least 1s"},
+		{"pinned ttl", "receiver_stream:\n  stream: S\n  pinned_ttl: 10ms\n", "config.yaml:3: receiver_stream.pinned_ttl: must be at least 2s (the active receiver pulls every half of it, and 1s is the shortest pull)"},
 	})
 }

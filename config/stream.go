@@ -160,8 +160,9 @@ func (s *StreamConfig) check(k *checker, p keyPath, identity string) {
 	if s.MaxBytes < 0 {
 		k.errorf(p.with("max_bytes"), "must not be negative")
 	}
-	if time.Duration(s.PinnedTTL) < time.Second {
-		k.errorf(p.with("pinned_ttl"), "must be at least 1s")
+	if time.Duration(s.PinnedTTL) < 2*time.Second {
+		// The stream package's MinPinnedTTL.
+		k.errorf(p.with("pinned_ttl"), "must be at least 2s (the active receiver pulls every half of it, and 1s is the shortest pull)")
 	}
 	if s.ClientID != "" && !clientIDPattern.MatchString(s.ClientID) {
 		k.errorf(p.with("client_id"), "%q may contain only letters, digits, _ and -", s.ClientID)

@@ -49,7 +49,7 @@ func newJSBench(t *testing.T) *jsBench {
 func (b *jsBench) options() stream.JSOptions {
 	return stream.JSOptions{
 		URLs: []string{b.nats.URL()}, Name: "receiver", Stream: "PROMETHEUS", Topic: "prometheus",
-		AckWait: 2 * time.Second, PinnedTTL: time.Second,
+		AckWait: 2 * time.Second, PinnedTTL: 2 * time.Second,
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
 	}
 }

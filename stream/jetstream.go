@@ -28,6 +28,11 @@ const (
 	DefaultPinnedTTL = 5 * time.Second
 	// PriorityGroup is the priority group the receivers pull in.
 	PriorityGroup = "receivers"
+	// MinPinnedTTL is the shortest PinnedTTL: the active receiver's pulls
+	// expire after half of it so that it keeps the pin, and nats.go's
+	// shortest pull expiry is 1s. With a shorter one the pin moves
+	// between live receivers.
+	MinPinnedTTL = 2 * time.Second
 )
 
 // JSOptions configures a JetStream connection.
@@ -60,7 +65,8 @@ type JSOptions struct {
 	// Consumer is the durable consumer (subscribers only).
 	Consumer string
 	// PinnedTTL is how long a silent active receiver keeps the consumer
-	// pinned before a standby takes over (subscribers only).
+	// pinned before a standby takes over (subscribers only); at least
+	// MinPinnedTTL.
 	PinnedTTL time.Duration
 	// BackoffMin and BackoffMax bound the wait between attempts to
 	// connect, and to find the stream and the consumer.
@@ -104,6 +110,7 @@ func (o *JSOptions) applyDefaults() error {
 	if o.PinnedTTL <= 0 {
 		o.PinnedTTL = DefaultPinnedTTL
 	}
+	o.PinnedTTL = max(o.PinnedTTL, MinPinnedTTL)
 	if o.BackoffMin <= 0 {
 		o.BackoffMin = 250 * time.Millisecond
 	}

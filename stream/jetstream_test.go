@@ -25,7 +25,7 @@ func jsOptions(n *embedded.NATS, name string) JSOptions {
 		URLs: []string{n.URL()}, Name: name, Stream: "PROMETHEUS", Topic: "prometheus",
 		Create:     &StreamSettings{MaxAge: time.Hour, Storage: jetstream.FileStorage},
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
-		AckWait: 2 * time.Second, PinnedTTL: time.Second,
+		AckWait: 2 * time.Second, PinnedTTL: 2 * time.Second,
 	}
 }
 

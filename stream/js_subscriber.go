@@ -92,9 +92,10 @@ func (s *JSSubscriber) Subscribe(ctx context.Context, h Handler) error {
 		cc, err := cons.Consume(func(m jetstream.Msg) { h(s.wrap(ctx, m)) },
 			jetstream.PullPriorityGroup(PriorityGroup),
 			jetstream.PullMaxMessages(o.MaxInflight),
-			// Expiring pulls within PinnedTTL keep the pin while this
-			// receiver lives, however quiet the stream.
-			jetstream.PullExpiry(max(o.PinnedTTL/2, time.Second)),
+			// Pulls that expire within half of PinnedTTL keep the pin
+			// while this receiver lives, however quiet the stream
+			// (MinPinnedTTL keeps this at nats.go's 1s or more).
+			jetstream.PullExpiry(o.PinnedTTL/2),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 				if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 					select {

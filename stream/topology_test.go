@@ -40,7 +40,7 @@ func topologyOptions(n *embedded.NATS, name, streamName, domain string) JSOption
 	return JSOptions{
 		URLs: []string{n.URL()}, Name: name, Stream: streamName, Domain: domain, Topic: "prometheus",
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
-		AckWait: 2 * time.Second, PinnedTTL: time.Second,
+		AckWait: 2 * time.Second, PinnedTTL: 2 * time.Second,
 	}
 }
 

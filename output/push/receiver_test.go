@@ -139,7 +139,7 @@ func newEnvWith(t *testing.T, opts Options, gatewayURL string, es envSettings) *
 func jsStreamOptions(n *embedded.NATS, client string) stream.JSOptions {
 	return stream.JSOptions{
 		URLs: []string{n.URL()}, Name: client, Stream: "PROMETHEUS", Topic: "prometheus",
-		BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond, PinnedTTL: time.Second,
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond, PinnedTTL: 2 * time.Second,
 	}
 }
 
