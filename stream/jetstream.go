@@ -75,6 +75,11 @@ type JSOptions struct {
 	// one of the shared consumer, before the first message of its turn is
 	// handed on; deliveries wait while it runs (subscribers only).
 	OnActive func(context.Context)
+	// OnInactive, when set, is called when this receiver has lost the
+	// shared consumer (the server pinned another one, or the connection
+	// went); deliveries of its turn not yet settled are handed back to the
+	// server first (subscribers only). It must not block.
+	OnInactive func()
 }
 
 // StreamSettings are what a publisher creates a missing stream with.
@@ -140,6 +145,9 @@ type jsConn struct {
 	// permissions is told of every permissions violation the server
 	// reports; nil ignores them.
 	permissions func(error)
+	// down is called when the connection drops (not when we close it);
+	// nil ignores it.
+	down func()
 
 	mu    sync.Mutex
 	nc    *nats.Conn
@@ -270,6 +278,9 @@ func (c *jsConn) dial() (*nats.Conn, error) {
 			case <-c.closed:
 				return // our own close
 			default:
+			}
+			if c.down != nil {
+				c.down()
 			}
 			c.metrics.lost.Inc()
 			c.log.Warn("NATS connection lost, reconnecting", "err", err)

@@ -436,3 +436,82 @@ func TestJetStreamStreamDeleted(t *testing.T) {
 		return len(c.data("dc2")) == 1 && len(fc.data("dc2")) == 1
 	})
 }
+
+// TestJetStreamLostPinHandsBack unpins the active receiver while it holds a
+// delivery it has not settled: it is told its turn ended, and the delivery
+// goes to the new active receiver at once (not after the ack wait), which
+// begins its turn first.
+func TestJetStreamLostPinHandsBack(t *testing.T) {
+	n := testenv.NATS(t, embedded.NATSOptions{})
+	p := startJSPublisher(t, jsOptions(n, "poller"))
+	jsPublish(t, p, Key{Publisher: "dc1", Job: "j", Instance: "held"}, "held")
+
+	type rcv struct {
+		mu       sync.Mutex
+		got      []string
+		active   atomic.Int32
+		inactive atomic.Int32
+	}
+	start := func(name string, hold bool) *rcv {
+		r := &rcv{}
+		o := jsOptions(n, name)
+		o.AckWait = time.Minute // a redelivery within the test is a hand-back
+		o.OnActive = func(context.Context) { r.active.Add(1) }
+		o.OnInactive = func() { r.inactive.Add(1) }
+		sub, err := NewJSSubscriber(o, nil, prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		testenv.Run(t, func(ctx context.Context) error {
+			return sub.Subscribe(ctx, func(m Message) {
+				r.mu.Lock()
+				r.got = append(r.got, string(m.Data()))
+				r.mu.Unlock()
+				if !hold {
+					_ = m.Ack()
+				}
+			})
+		})
+		return r
+	}
+	count := func(r *rcv) int { r.mu.Lock(); defer r.mu.Unlock(); return len(r.got) }
+	a := start("a", true)
+	testenv.WaitFor(t, "a to hold the message", 10*time.Second, func() bool { return count(a) == 1 })
+	b := start("b", false)
+
+	_, js := p.c.current()
+	s, err := js.Stream(context.Background(), "PROMETHEUS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server pins again with the next delivery, to a pull of a's or
+	// of b's; a pull of a's with its old pin then gets 423. Unpin and
+	// publish until a has learnt that once.
+	for i := 0; a.inactive.Load() == 0; i++ {
+		if i == 20 {
+			t.Fatal("a never lost the pin in 20 tries")
+		}
+		if err := s.UnpinConsumer(context.Background(), DefaultConsumer, PriorityGroup); err != nil {
+			t.Fatal(err)
+		}
+		jsPublish(t, p, Key{Publisher: "dc1", Job: "j", Instance: fmt.Sprint("new", i)}, "new")
+		testenv.WaitFor(t, "the new message delivered", 10*time.Second, func() bool {
+			return count(a)+count(b) >= i+2
+		})
+	}
+	// a handed back what it held: it is delivered again (to a, pinned
+	// anew, or to b) long before the minute of ack wait.
+	testenv.WaitFor(t, "the held message delivered again", 10*time.Second, func() bool {
+		n := 0
+		for _, r := range []*rcv{a, b} {
+			r.mu.Lock()
+			for _, m := range r.got {
+				if m == "held" {
+					n++
+				}
+			}
+			r.mu.Unlock()
+		}
+		return n >= 2
+	})
+}

@@ -27,6 +27,8 @@ type JSSubscriber struct {
 
 	mu    sync.Mutex
 	pinID string // the pin this receiver holds, "" while standby
+	// outstanding are the deliveries of this turn not yet settled.
+	outstanding map[*jsMsg]struct{}
 }
 
 var _ Subscriber = (*JSSubscriber)(nil)
@@ -42,7 +44,36 @@ func NewJSSubscriber(opts JSOptions, logger *slog.Logger, reg prometheus.Registe
 	if err != nil {
 		return nil, err
 	}
-	return &JSSubscriber{c: c, metrics: m}, nil
+	s := &JSSubscriber{c: c, metrics: m, outstanding: map[*jsMsg]struct{}{}}
+	c.down = func() { s.lostPin(errors.New("the connection to NATS was lost")) }
+	return s, nil
+}
+
+// lostPin ends this receiver's turn: the server pinned another one (or
+// will, as the connection went). The deliveries of the turn not yet
+// settled are handed back (Nak) so the active receiver gets them at once,
+// and the output is told to push none of them: the active one may already
+// have pushed newer scrapes of their groups.
+func (s *JSSubscriber) lostPin(why error) {
+	s.mu.Lock()
+	had := s.pinID != ""
+	s.pinID = ""
+	back := make([]*jsMsg, 0, len(s.outstanding))
+	for m := range s.outstanding {
+		back = append(back, m)
+	}
+	clear(s.outstanding)
+	s.mu.Unlock()
+	if !had {
+		return
+	}
+	if s.c.opts.OnInactive != nil {
+		s.c.opts.OnInactive()
+	}
+	for _, m := range back {
+		m.giveBack()
+	}
+	s.c.log.Warn("this receiver is no longer the active one of the consumer", "consumer", s.c.opts.Consumer, "reason", why, "handed_back", len(back))
 }
 
 // ConsumerConfig is the durable consumer the receivers share.
@@ -97,6 +128,10 @@ func (s *JSSubscriber) Subscribe(ctx context.Context, h Handler) error {
 			// (MinPinnedTTL keeps this at nats.go's 1s or more).
 			jetstream.PullExpiry(o.PinnedTTL/2),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				if errors.Is(err, jetstream.ErrPinIDMismatch) {
+					s.lostPin(err)
+					return
+				}
 				if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 					select {
 					case gone <- err:
@@ -136,7 +171,11 @@ func (s *JSSubscriber) watch(ctx context.Context, cons jetstream.Consumer, gone 
 	t := time.NewTicker(infoEvery)
 	defer t.Stop()
 	for {
-		s.readInfo(ctx, cons)
+		if err := s.readInfo(ctx, cons); errors.Is(err, jetstream.ErrConsumerNotFound) {
+			// Deleted while this receiver was away, or in a server
+			// restart: pulls then only fail quietly.
+			return err
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -147,16 +186,17 @@ func (s *JSSubscriber) watch(ctx context.Context, cons jetstream.Consumer, gone 
 	}
 }
 
-func (s *JSSubscriber) readInfo(ctx context.Context, cons jetstream.Consumer) {
+func (s *JSSubscriber) readInfo(ctx context.Context, cons jetstream.Consumer) error {
 	rctx, cancel := context.WithTimeout(ctx, s.c.opts.ConnectTimeout)
 	defer cancel()
 	info, err := cons.Info(rctx)
 	if err != nil {
-		return
+		return err
 	}
 	s.metrics.pending.Set(float64(info.NumPending))
 	s.metrics.ackPending.Set(float64(info.NumAckPending))
 	s.metrics.redelivered.Set(float64(info.NumRedelivered))
+	return nil
 }
 
 // consumer creates the durable consumer, or updates it to this
@@ -186,6 +226,7 @@ func (s *JSSubscriber) wrap(ctx context.Context, m jetstream.Msg) Message {
 		s.pinID = pin
 		s.mu.Unlock()
 		if changed {
+			// Handed on only after OnActive: the turn begins first.
 			s.metrics.pinned.Inc()
 			s.c.log.Info("this receiver is now the active one of the consumer", "consumer", s.c.opts.Consumer)
 			if s.c.opts.OnActive != nil {
@@ -193,7 +234,18 @@ func (s *JSSubscriber) wrap(ctx context.Context, m jetstream.Msg) Message {
 			}
 		}
 	}
-	return newJSMsg(m, s.c.opts.AckWait, s.metrics.progress)
+	j := newJSMsg(m, s.c.opts.AckWait, s.metrics.progress)
+	j.forget = func() { s.forget(j) }
+	s.mu.Lock()
+	s.outstanding[j] = struct{}{}
+	s.mu.Unlock()
+	return j
+}
+
+func (s *JSSubscriber) forget(j *jsMsg) {
+	s.mu.Lock()
+	delete(s.outstanding, j)
+	s.mu.Unlock()
 }
 
 // Connected reports whether the connection is up (for readiness checks).
@@ -214,6 +266,7 @@ type jsMsg struct {
 
 	mu       sync.Mutex
 	progress *time.Timer // nil once settled
+	forget   func()      // drops it from its subscriber's outstanding; may be nil
 }
 
 func newJSMsg(m jetstream.Msg, ackWait time.Duration, progressed prometheus.Counter) *jsMsg {
@@ -233,9 +286,13 @@ func newJSMsg(m jetstream.Msg, ackWait time.Duration, progressed prometheus.Coun
 			if j.progress == nil {
 				return
 			}
-			if m.InProgress() == nil {
-				progressed.Inc()
+			if m.InProgress() != nil {
+				// The connection is gone (the server delivers it again
+				// after the ack wait) or it was settled meanwhile.
+				j.progress = nil
+				return
 			}
+			progressed.Inc()
 			j.progress.Reset(every)
 		}
 		j.mu.Lock()
@@ -247,11 +304,27 @@ func newJSMsg(m jetstream.Msg, ackWait time.Duration, progressed prometheus.Coun
 
 func (j *jsMsg) settle() {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	if j.progress != nil {
 		j.progress.Stop()
 		j.progress = nil
 	}
+	forget := j.forget
+	j.mu.Unlock()
+	if forget != nil {
+		forget()
+	}
+}
+
+// giveBack stops the progress notices and asks the server to deliver the
+// message again now (to whichever receiver is active).
+func (j *jsMsg) giveBack() {
+	j.mu.Lock()
+	if j.progress != nil {
+		j.progress.Stop()
+		j.progress = nil
+	}
+	j.mu.Unlock()
+	_ = j.m.Nak()
 }
 
 func (j *jsMsg) Data() []byte      { return j.m.Data() }

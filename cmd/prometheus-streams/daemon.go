@@ -370,7 +370,8 @@ func receiverRoutes(cfg *config.Config, a reload.Receiver, outs []output.Output,
 		// The consistency check assumes one writer at a time: the one
 		// taking over first learns what the other one pushed.
 		po := o
-		po.OnActive = a.Push.Resync
+		a.Push.WaitForTurn()
+		po.OnActive, po.OnInactive = a.Push.Resync, a.Push.Stop
 		sub, err := stream.NewJSSubscriber(po, logger, reg)
 		if err != nil {
 			return nil, nil, err

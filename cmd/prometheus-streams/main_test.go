@@ -150,15 +150,18 @@ func testDemo(t *testing.T, transport string, flags ...string) {
 		}
 		served++
 		q := url.Values{"job": {"demo"}, "instance": {g.Labels["__param_instance"]}, "publisher": {"demo"}}
-		resp, err := http.Get("http://" + g.Targets[0] + g.Labels["__metrics_path__"] + "?" + q.Encode())
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || !bytes.Equal(body, testenv.Sample(t, "node_exporter.prom")) {
-			t.Errorf("the served demo target: %d, %d bytes; want the exporter's body", resp.StatusCode, len(body))
-		}
+		// Polled: at a 100ms interval max_age is 200ms, and a race-built
+		// run can let the newest scrape held get that old (503 "stale").
+		var body []byte
+		testenv.WaitFor(t, "the served demo target to answer the exporter's body", 10*time.Second, func() bool {
+			resp, err := http.Get("http://" + g.Targets[0] + g.Labels["__metrics_path__"] + "?" + q.Encode())
+			if err != nil {
+				return false
+			}
+			body, _ = io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			return resp.StatusCode == http.StatusOK && bytes.Equal(body, testenv.Sample(t, "node_exporter.prom"))
+		})
 	}
 	if served != 1 {
 		t.Errorf("/sd lists %d demo targets, want 1: %v", served, groups)

@@ -68,6 +68,9 @@ type Output struct {
 	sched   *scheduler
 	book    *book // the families in the Pushgateway, for the consistency check
 	now     func() time.Time
+	turn    *turn
+	// seeded is closed once Run's first read of the Pushgateway ended.
+	seeded chan struct{}
 	// groupLabels are the grouping key's label names besides job.
 	groupLabels []string
 
@@ -135,6 +138,8 @@ func New(opts Options, push *pushgateway.Client, logger *slog.Logger, reg promet
 		sched:          sched,
 		book:           newBook(),
 		now:            time.Now,
+		turn:           newTurn(),
+		seeded:         make(chan struct{}),
 		pushFailLog:    rate.Sometimes{Interval: time.Minute},
 		conflictLog:    rate.Sometimes{Interval: time.Minute},
 		controlFailLog: rate.Sometimes{Interval: time.Minute},
@@ -181,6 +186,7 @@ func (r *Output) Run(ctx context.Context) error {
 	// Pushgateway already holds. Scrapes arriving meanwhile wait in the
 	// scheduler, latest-wins.
 	r.seedBook(ctx)
+	close(r.seeded)
 	var wg sync.WaitGroup
 	for range r.opts.Concurrency {
 		wg.Go(func() { r.work(ctx) })
@@ -190,15 +196,40 @@ func (r *Output) Run(ctx context.Context) error {
 	return nil
 }
 
-// Resync reads the Pushgateway again into the consistency check and the
-// groups watched, for a receiver that becomes the Pushgateway's writer
-// after another one (a JetStream failover): what the other pushed since
-// this receiver's start is then known before this one pushes. Pushes wait
-// for it only as long as the caller does, so the caller calls it before
-// handing on the first scrape of its turn.
+// Resync begins this receiver's turn as the Pushgateway's writer after
+// another one (a JetStream failover): it reads the Pushgateway again into
+// the consistency check and the groups watched, so what the other one
+// pushed since this receiver started is known, and pushes wait until it
+// has. It returns at once: the read runs beside the deliveries, which
+// queue meanwhile. A turn that begins while Run's first read is still
+// under way needs no second one.
 func (r *Output) Resync(ctx context.Context) {
+	done := r.turn.begin()
+	select {
+	case <-r.seeded:
+	default:
+		done()
+		return
+	}
 	r.log.Info("this receiver takes over the Pushgateway: reading what it holds again")
-	r.seedBook(ctx)
+	go func() {
+		defer done()
+		r.seedBook(ctx)
+	}()
+}
+
+// WaitForTurn makes the output a standby until Resync begins its turn: it
+// pushes, marks down and deletes nothing meanwhile. A JetStream receiver
+// starts so, as the receivers of one configuration share the Pushgateway.
+func (r *Output) WaitForTurn() { r.turn.end() }
+
+// Stop ends this receiver's turn as the Pushgateway's writer (a JetStream
+// receiver lost the shared consumer to another): scrapes it still holds
+// are not pushed but left unsettled, for the server to deliver again to
+// the receiver whose turn it is.
+func (r *Output) Stop() {
+	r.turn.end()
+	r.log.Info("this receiver is no longer the Pushgateway's writer: what it holds is left to the active receiver")
 }
 
 // Offer implements output.Output: it queues the scrape for its group,

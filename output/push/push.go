@@ -22,6 +22,12 @@ func (w *worker) process(ctx context.Context, g *group, it *item) {
 	r := w.r
 	defer w.trim()
 	if it.control != controlNone {
+		// A receiver waiting for its turn marks down and deletes
+		// nothing: the active one's scrapes keep the groups alive.
+		if !r.turn.wait(ctx) {
+			r.sched.finish(g, false)
+			return
+		}
 		w.control(ctx, g, it)
 		return
 	}
@@ -38,6 +44,12 @@ func (w *worker) process(ctx context.Context, g *group, it *item) {
 		if r.now().Sub(it.env.ScrapeStart) > r.live.Load().MaxAge {
 			settle(w.finish(g, false, answered), output.ReasonStale,
 				fmt.Errorf("scrape of %s became older than max_age after %d failed push attempts", g.key, attempt-1))
+			return
+		}
+		if !r.turn.wait(ctx) {
+			// Not this receiver's turn (or shutting down): left
+			// unsettled, delivered again to the one whose turn it is.
+			w.finish(g, false, answered)
 			return
 		}
 		err := w.push(ctx, g, contentType)
