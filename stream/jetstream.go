@@ -249,11 +249,7 @@ func (c *jsConn) connect(ctx context.Context) (*nats.Conn, jetstream.JetStream, 
 			return nc, js, nil
 		}
 		c.metrics.attempts.WithLabelValues("failure").Inc()
-		level := slog.LevelDebug
-		if failures == 1 || failures%20 == 0 {
-			level = slog.LevelWarn
-		}
-		c.log.Log(ctx, level, "connecting to NATS failed, retrying", "err", err, "attempt", failures)
+		logRetry(ctx, c.log, slog.LevelWarn, "connecting to NATS failed, retrying", err, failures)
 		if !b.Wait(ctx) {
 			break
 		}

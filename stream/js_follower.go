@@ -85,11 +85,7 @@ func (f *JSFollower) Subscribe(ctx context.Context, h Handler) error {
 			}, jetstream.PullMaxMessages(o.MaxInflight))
 		}
 		if err != nil {
-			level := slog.LevelDebug
-			if attempt == 1 || attempt%20 == 0 {
-				level = slog.LevelWarn
-			}
-			f.c.log.Log(ctx, level, "following the stream is not possible yet, retrying", "err", err, "attempt", attempt)
+			logRetry(ctx, f.c.log, slog.LevelWarn, "following the stream is not possible yet, retrying", err, attempt)
 			if !b.Wait(ctx) {
 				return nil
 			}

@@ -93,11 +93,7 @@ func (p *JSPublisher) ensure(ctx context.Context, js jetstream.JetStream) {
 		if err == nil || ctx.Err() != nil {
 			return
 		}
-		level := slog.LevelDebug
-		if attempt == 1 || attempt%20 == 0 {
-			level = slog.LevelError
-		}
-		p.c.log.Log(ctx, level, "the stream is not usable yet, retrying", "err", err, "attempt", attempt)
+		logRetry(ctx, p.c.log, slog.LevelError, "the stream is not usable yet, retrying", err, attempt)
 		if !b.Wait(ctx) {
 			return
 		}

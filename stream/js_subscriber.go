@@ -109,11 +109,7 @@ func (s *JSSubscriber) Subscribe(ctx context.Context, h Handler) error {
 	for attempt := 1; ctx.Err() == nil; attempt++ {
 		cons, err := s.consumer(ctx, js)
 		if err != nil {
-			level := slog.LevelDebug
-			if attempt == 1 || attempt%20 == 0 {
-				level = slog.LevelWarn
-			}
-			s.c.log.Log(ctx, level, "the consumer is not usable yet, retrying", "err", err, "attempt", attempt)
+			logRetry(ctx, s.c.log, slog.LevelWarn, "the consumer is not usable yet, retrying", err, attempt)
 			if !b.Wait(ctx) {
 				return nil
 			}

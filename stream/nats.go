@@ -1,12 +1,14 @@
 package stream
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/url"
 	"strings"
@@ -159,4 +161,14 @@ func redactedURLs(urls []string) string {
 		out[i] = u.Redacted()
 	}
 	return strings.Join(out, ",")
+}
+
+// logRetry logs a failed attempt that is tried again: the first one and
+// every 20th at level, the others at debug, so a long outage does not
+// flood the log.
+func logRetry(ctx context.Context, log *slog.Logger, level slog.Level, msg string, err error, attempt int) {
+	if attempt != 1 && attempt%20 != 0 {
+		level = slog.LevelDebug
+	}
+	log.Log(ctx, level, msg, "err", err, "attempt", attempt)
 }

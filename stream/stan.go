@@ -289,12 +289,7 @@ func (c *connection) run(ctx context.Context, setup func(stan.Conn) error) error
 		if err != nil {
 			failures++
 			c.metrics.attempts.WithLabelValues("failure").Inc()
-			// Repeated failures during a long outage are logged sparsely.
-			level := slog.LevelDebug
-			if failures == 1 || failures%20 == 0 {
-				level = slog.LevelWarn
-			}
-			c.log.Log(ctx, level, "stream connection failed, retrying", "err", err, "attempt", failures)
+			logRetry(ctx, c.log, slog.LevelWarn, "stream connection failed, retrying", err, failures)
 			if !b.Wait(ctx) {
 				break
 			}

@@ -13,7 +13,7 @@ import (
 
 func newBenchCmd() *cobra.Command {
 	o := loadtest.Options{}
-	var sample string
+	var sample, transport string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure the whole pipeline on loopback against the floor and raw Pushgateway PUTs",
@@ -24,7 +24,10 @@ func newBenchCmd() *cobra.Command {
 			"PUTs of the same body with the same concurrency, and each daemon's peak RSS. With --serve (or --serve-only) it " +
 			"also runs a receiver with serve_targets holding --targets groups, which the harness feeds one scrape per group " +
 			"per interval and scrapes through /sd as Prometheus would, and times the Pushgateway's GET /metrics holding the " +
-			"same groups; --prometheus adds a real Prometheus scraping both. docs/performance.md has results.",
+			"same groups; --prometheus adds a real Prometheus scraping both. --transport runs the poller, delivery and drain " +
+			"phases on NATS Streaming, on JetStream (an embedded nats-server with a temporary file store and stream: " +
+			"PROMETHEUS sections), or on both, one after the other, and prints them side by side; the floor, the raw PUTs " +
+			"and the serving phase run on NATS Streaming. docs/performance.md has results.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			exe, err := os.Executable()
@@ -34,6 +37,14 @@ func newBenchCmd() *cobra.Command {
 			body, err := os.ReadFile(sample)
 			if err != nil {
 				return fmt.Errorf("bench: --sample: %w", err)
+			}
+			switch transport {
+			case "both":
+				o.Transports = []string{loadtest.TransportSTAN, loadtest.TransportJetStream}
+			case loadtest.TransportSTAN, loadtest.TransportJetStream:
+				o.Transports = []string{transport}
+			default:
+				return fmt.Errorf("bench: --transport %q: want stan, jetstream or both", transport)
 			}
 			o.Executable, o.Sample, o.Progress = exe, body, cmd.ErrOrStderr()
 			res, err := loadtest.Run(cmd.Context(), o)
@@ -49,6 +60,7 @@ func newBenchCmd() *cobra.Command {
 	f.IntVar(&o.PerPort, "targets-per-port", 10, "simulated exporters per listening socket")
 	f.DurationVar(&o.Interval, "scrape-interval", 15*time.Second, "the poller's scrape interval")
 	f.DurationVar(&o.Window, "window", 0, "steady state measured once every target was pushed (default 4 intervals)")
+	f.StringVar(&transport, "transport", "both", "transport of the poller, delivery and drain phases: stan, jetstream or both (side by side)")
 	f.StringVar(&o.Compression, "compression", "snappy", "the poller's compression: snappy or zstd")
 	f.BoolVar(&o.PushgatewayCheck, "pushgateway-check", false, "leave the Pushgateway's consistency check on (off is --push.disable-consistency-check)")
 	f.IntVar(&o.Concurrency, "concurrency", 4, "push_gateway.concurrency of the receiver, and raw PUT clients")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"os"
@@ -174,14 +175,22 @@ func streamOptions(cfg *config.Config, role config.Role) (stream.STANOptions, er
 		Password:       sc.Password,
 		Token:          sc.Token,
 	}
-	if t := cfg.StreamTLS(role); t != nil {
-		tc, err := t.ClientConfig()
-		if err != nil {
-			return opts, fmt.Errorf("%s tls: %w", role, err)
-		}
-		opts.TLS = tc
+	var err error
+	opts.TLS, err = streamTLS(cfg, role)
+	return opts, err
+}
+
+// streamTLS is the client TLS of role's stream section, nil without one.
+func streamTLS(cfg *config.Config, role config.Role) (*tls.Config, error) {
+	t := cfg.StreamTLS(role)
+	if t == nil {
+		return nil, nil
 	}
-	return opts, nil
+	tc, err := t.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("%s tls: %w", role, err)
+	}
+	return tc, nil
 }
 
 // jsOptions are the JetStream options of role's stream section.
@@ -213,14 +222,9 @@ func jsOptions(cfg *config.Config, role config.Role) (stream.JSOptions, error) {
 			MaxAge: time.Duration(cfg.MaxAge), MaxBytes: int64(sc.MaxBytes), Replicas: sc.Replicas, Storage: storage,
 		}
 	}
-	if t := cfg.StreamTLS(role); t != nil {
-		tc, err := t.ClientConfig()
-		if err != nil {
-			return opts, fmt.Errorf("%s tls: %w", role, err)
-		}
-		opts.TLS = tc
-	}
-	return opts, nil
+	var err error
+	opts.TLS, err = streamTLS(cfg, role)
+	return opts, err
 }
 
 // publisher is what the poller publishes with, and how its connection runs.

@@ -16,6 +16,9 @@ import (
 
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/pushgateway"
+	"github.com/choria-io/prometheus-streams/stream"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	stan "github.com/nats-io/stan.go"
 )
 
@@ -107,18 +110,32 @@ func (b *bench) drain(ctx context.Context) error {
 	o := b.opts
 	rounds := b.backlogRounds()
 	total := rounds * o.Targets
-	b.progress("backlog: publishing %d messages (%d rounds over %d targets) with no receiver running", total, rounds, o.Targets)
-	if err := b.publishBacklog(ctx, rounds); err != nil {
-		return err
+	if b.transport == TransportJetStream {
+		b.progress("backlog: publishing %d messages (one each to %d groups, as the stream keeps one per subject) with no receiver running", total, total)
+		if err := b.publishJSBacklog(ctx, total); err != nil {
+			return err
+		}
+		// The later phases find the Pushgateway holding the targets'
+		// groups only.
+		defer func() {
+			if err := b.deleteGroups(ctx, o.Targets, total); err != nil {
+				b.progress("backlog: %v", err)
+			}
+		}()
+	} else {
+		b.progress("backlog: publishing %d messages (%d rounds over %d targets) with no receiver running", total, rounds, o.Targets)
+		if err := b.publishBacklog(ctx, rounds); err != nil {
+			return err
+		}
 	}
-	b.res.BacklogMessages = total
+	b.tr.BacklogMessages = total
 	b.resetPuts()
-	cfg, port, err := b.writeConfig("receiver-2")
+	cfg, port, err := b.writeConfig(b.name("receiver-2"))
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	recv, err := startDaemon(ctx, o.Executable, o.WorkDir, "receiver-2", "receiver", cfg, port, readyz)
+	recv, err := startDaemon(ctx, o.Executable, o.WorkDir, b.name("receiver-2"), "receiver", cfg, port, readyz)
 	if err != nil {
 		return err
 	}
@@ -132,7 +149,9 @@ func (b *bench) drain(ctx context.Context) error {
 	var profErr error
 	if o.ProfileDir != "" {
 		secs := max(1, int(math.Ceil(float64(total)/max(b.res.RawPUTRate, 1))))
-		profiled.Go(func() { profErr = recv.profile(ctx, secs, filepath.Join(o.ProfileDir, "receiver-drain.cpu.pprof")) })
+		profiled.Go(func() {
+			profErr = recv.profile(ctx, secs, filepath.Join(o.ProfileDir, b.name("receiver-drain.cpu.pprof")))
+		})
 	}
 	c0, err := recv.cpu()
 	if err != nil {
@@ -146,15 +165,15 @@ func (b *bench) drain(ctx context.Context) error {
 		}
 		acked, _ := sum(fams, "prometheus_streams_receiver_messages_acked_total", nil)
 		if lag, ok := sum(fams, "prometheus_streams_receiver_lag_seconds", nil); ok {
-			b.res.DrainMaxLag = max(b.res.DrainMaxLag, lag)
+			b.tr.DrainMaxLag = max(b.tr.DrainMaxLag, lag)
 		}
-		b.res.DrainStale, _ = sum(fams, "prometheus_streams_receiver_messages_dropped_total", map[string]string{"reason": "stale"})
-		b.res.Drained = int(acked)
+		b.tr.DrainStale, _ = sum(fams, "prometheus_streams_receiver_messages_dropped_total", map[string]string{"reason": "stale"})
+		b.tr.Drained = int(acked)
 		if int(acked) >= total {
 			break
 		}
 		if time.Now().After(deadline) {
-			b.res.DrainTimedOut = true
+			b.tr.DrainTimedOut = true
 			break
 		}
 		select {
@@ -168,21 +187,24 @@ func (b *bench) drain(ctx context.Context) error {
 		return err
 	}
 	first, last := b.firstPut.Load(), b.lastPut.Load()
-	b.res.DrainPushes = int(b.puts.Load())
-	if b.res.DrainTimedOut {
+	b.tr.DrainPushes = int(b.puts.Load())
+	if b.tr.DrainTimedOut {
 		last = time.Now().UnixNano()
 	}
-	b.res.DrainSeconds = time.Duration(last - first).Seconds()
-	if b.res.Drained > 0 {
-		b.res.DrainCPUPerMsg = seconds((c1 - c0) / float64(b.res.Drained))
+	if first == 0 { // nothing pushed
+		first = start.UnixNano()
+	}
+	b.tr.DrainSeconds = time.Duration(last - first).Seconds()
+	if b.tr.Drained > 0 {
+		b.tr.DrainCPUPerMsg = seconds((c1 - c0) / float64(b.tr.Drained))
 	}
 	profiled.Wait()
 	if o.ProfileDir != "" {
-		if err := recv.save(ctx, "/debug/pprof/heap", filepath.Join(o.ProfileDir, "receiver-drain.heap.pprof")); err != nil {
+		if err := recv.save(ctx, "/debug/pprof/heap", filepath.Join(o.ProfileDir, b.name("receiver-drain.heap.pprof"))); err != nil {
 			return err
 		}
 	}
-	b.res.DrainPeakRSS = recv.stop()
+	b.tr.DrainPeakRSS = recv.stop()
 	recv = nil
 	return profErr
 }
@@ -235,6 +257,95 @@ func (b *bench) publishBacklog(ctx context.Context, rounds int) error {
 	return nil
 }
 
+// publishJSBacklog publishes total scrapes to the JetStream stream, each
+// to a group (subject) of its own, instance(0) to instance(total-1),
+// encoded as the poller encodes them: the stream keeps one message per
+// subject, so a backlog of total messages needs as many subjects. The
+// poller of the steady phase created the stream.
+func (b *bench) publishJSBacklog(ctx context.Context, total int) error {
+	codec, payload, err := b.payload()
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(b.js.URL(), nats.Name("bench-backlog"))
+	if err != nil {
+		return fmt.Errorf("backlog: connect: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024))
+	if err != nil {
+		return fmt.Errorf("backlog: %w", err)
+	}
+	base := time.Now()
+	futures := make([]jetstream.PubAckFuture, 0, total)
+	for i := range total {
+		env := envelope.Envelope{
+			Job: job, Instance: instance(i), Publisher: publisher,
+			ScrapeStart:    base.Add(time.Duration(i) * time.Microsecond),
+			ScrapeDuration: time.Millisecond,
+			Outcome:        envelope.OutcomeSuccess,
+			ContentType:    exporterContentType,
+			Codec:          codec,
+			Payload:        payload,
+		}
+		msg, err := envelope.Append(nil, &env)
+		if err != nil {
+			return fmt.Errorf("backlog: %w", err)
+		}
+		subject := stream.Subject(channel, stream.Key{Publisher: publisher, Job: job, Instance: instance(i)})
+		f, err := js.PublishAsync(subject, msg, jetstream.WithStallWait(b.opts.PhaseTimeout))
+		if err != nil {
+			return fmt.Errorf("backlog: publish to %s: %w", subject, err)
+		}
+		futures = append(futures, f)
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(b.opts.PhaseTimeout):
+		return fmt.Errorf("backlog: publishes not acknowledged within %s: %w", b.opts.PhaseTimeout, errTimeout)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("backlog: publish to %s: %w", f.Msg().Subject, err)
+		}
+	}
+	return nil
+}
+
+// deleteGroups deletes the groups instance(from) to instance(to-1) from
+// the Pushgateway.
+func (b *bench) deleteGroups(ctx context.Context, from, to int) error {
+	client := &http.Client{Timeout: time.Minute}
+	defer client.CloseIdleConnections()
+	for i := from; i < to; i++ {
+		key := pushgateway.GroupingKey{Job: job, Labels: []pushgateway.Label{{Name: "instance", Value: instance(i)}}}
+		req, err := http.NewRequestWithContext(ctx, http.MethodDelete, b.pgw.URL()+key.Path(), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("delete the backlog's groups: %w", err)
+		}
+		discard(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("delete the backlog's groups: DELETE %s: HTTP %s", key.Path(), resp.Status)
+		}
+	}
+	return nil
+}
+
+// jsMaxAge is the max_age of the JetStream daemons: long enough for the
+// backlog to outlive publishing, the receiver's takeover and the drain.
+func jsMaxAge(o Options) time.Duration {
+	return max(2*o.Interval, o.PhaseTimeout+time.Minute)
+}
+
 // payload is the sample compressed as the poller compresses it with
 // Compression, and the codec that names it.
 func (b *bench) payload() (envelope.Codec, []byte, error) {
@@ -259,12 +370,24 @@ func (b *bench) writeConfig(name string) (string, int, error) {
 	var s strings.Builder
 	fmt.Fprintf(&s, "identity: bench\nscrape_interval: %s\nmonitor_port: %d\nmonitor_listen: 127.0.0.1\ncompression: %s\n",
 		o.Interval, port, o.Compression)
+	if b.transport == TransportJetStream {
+		// On JetStream max_age is also the stream's: the default (two
+		// intervals) would let the stream discard the backlog before the
+		// drain's receiver took it. NATS Streaming keeps the default, and
+		// the receiver drops what is older as stale.
+		fmt.Fprintf(&s, "max_age: %s\n", jsMaxAge(o))
+	}
 	if o.ProfileDir != "" {
 		s.WriteString("monitor_pprof: true\n")
 	}
-	// Both receivers use one client ID, so the second resumes the first's
-	// durable subscription and finds the backlog waiting.
+	// Both receivers use one client ID (on JetStream, one durable
+	// consumer), so the second resumes the first's durable subscription
+	// and finds the backlog waiting.
 	for _, role := range []string{"poller", "receiver"} {
+		if b.transport == TransportJetStream {
+			fmt.Fprintf(&s, "%s_stream:\n  stream: %s\n  urls: %s\n  topic: %s\n", role, jsStream, b.js.URL(), channel)
+			continue
+		}
 		fmt.Fprintf(&s, "%s_stream:\n  cluster_id: %s\n  urls: %s\n  topic: %s\n  client_id: bench_%s\n",
 			role, b.nats.ClusterID(), b.nats.URL(), channel, role)
 	}

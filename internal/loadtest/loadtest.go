@@ -1,9 +1,10 @@
 // Package loadtest is the load harness behind `prometheus-streams bench`:
 // the real pipeline on loopback (N simulated node exporters, an embedded
-// NATS Streaming server and Pushgateway, the poller and the receiver as
-// child processes of the same binary) measured side by side with the floor
-// of a poller's work and with raw Pushgateway PUTs of the same bodies, and,
-// for the serving output, a receiver answering a Prometheus-like scraper.
+// NATS Streaming server and/or JetStream server and a Pushgateway, the
+// poller and the receiver as child processes of the same binary) measured
+// side by side with the floor of a poller's work and with raw Pushgateway
+// PUTs of the same bodies, once per transport, and, for the serving output,
+// a receiver answering a Prometheus-like scraper.
 package loadtest
 
 import (
@@ -44,6 +45,11 @@ type Options struct {
 	// Interval is the scrape interval [15s]; Window how long the steady
 	// state is measured after every target was pushed once [4 intervals].
 	Interval, Window time.Duration
+	// Transports are the transports the poller, delivery and drain phases
+	// run on, in order: TransportSTAN and/or TransportJetStream [both].
+	// The floor, the raw PUTs and the serving phase run once, on NATS
+	// Streaming, whatever the transports.
+	Transports []string
 	// Compression is the poller's codec: snappy [default] or zstd.
 	Compression string
 	// PushgatewayCheck leaves the Pushgateway's consistency check on (its
@@ -82,12 +88,37 @@ type Options struct {
 	Progress io.Writer
 }
 
+// The transports Options.Transports names.
+const (
+	TransportSTAN      = "stan"      // NATS Streaming, stream sections with cluster_id
+	TransportJetStream = "jetstream" // JetStream, stream sections with stream: PROMETHEUS
+)
+
 // Result is everything Run measured.
 type Result struct {
 	Options Options
 
 	FloorCPUPerScrape time.Duration
 	FloorBytes        float64 // per message
+
+	RawPUTs     int
+	RawPUTRate  float64
+	RawTimedOut bool
+	// RawProtoPUTRate is the rate for the sample as delimited protobuf,
+	// the form the receiver pushes.
+	RawProtoPUTRate float64
+
+	// Transports holds the poller, delivery and drain phases of each
+	// transport, in the order of Options.Transports.
+	Transports []*TransportResult
+
+	Serve *ServeResult // the serving phase (on NATS Streaming), when it ran
+}
+
+// TransportResult is what the poller, delivery and drain phases measured
+// on one transport.
+type TransportResult struct {
+	Transport string
 
 	PollerScrapes      int64
 	PollerCPUPerScrape time.Duration
@@ -105,13 +136,9 @@ type Result struct {
 	ReceiverCPUPerMsg time.Duration
 	ReceiverPeakRSS   int64
 
-	RawPUTs     int
-	RawPUTRate  float64
-	RawTimedOut bool
-	// RawProtoPUTRate is the rate for the sample as delimited protobuf,
-	// the form the receiver pushes.
-	RawProtoPUTRate float64
-
+	// BacklogMessages is the backlog: on NATS Streaming rounds over the
+	// targets' groups, on JetStream (one message per subject) as many
+	// groups of their own.
 	BacklogMessages int
 	Drained         int // messages acknowledged
 	DrainPushes     int
@@ -121,8 +148,6 @@ type Result struct {
 	DrainMaxLag     float64 // highest receiver_lag_seconds seen
 	DrainPeakRSS    int64
 	DrainCPUPerMsg  time.Duration
-
-	Serve *ServeResult // the serving phase, when it ran
 }
 
 // Run measures the pipeline. It writes progress lines to opts.Progress and
@@ -177,6 +202,9 @@ func withDefaults(o Options) Options {
 	if o.PhaseTimeout <= 0 {
 		o.PhaseTimeout = 2 * time.Minute
 	}
+	if len(o.Transports) == 0 {
+		o.Transports = []string{TransportSTAN, TransportJetStream}
+	}
 	if o.Compression == "" {
 		o.Compression = "snappy"
 	}
@@ -189,10 +217,12 @@ func withDefaults(o Options) Options {
 	return o
 }
 
-// channel is the pipeline's; floorChannel the floor's own.
+// channel is the pipeline's (on JetStream the subject prefix, in
+// jsStream); floorChannel the floor's own.
 const (
 	channel      = "bench"
 	floorChannel = "bench.floor"
+	jsStream     = "PROMETHEUS"
 	job          = "node"
 )
 
@@ -203,8 +233,15 @@ type bench struct {
 
 	exp   *exporters
 	nats  *embedded.Streaming
+	js    *embedded.NATS // when JetStream is among the transports
 	pgw   *embedded.Pushgateway
-	paths map[string]int // push path -> target
+	paths map[string]int // push path -> target (or JetStream backlog group)
+
+	// transport is the one the running phase uses, tr its figures, and
+	// first whether it is the first of Options.Transports.
+	transport string
+	tr        *TransportResult
+	first     bool
 
 	recording atomic.Bool
 	latMu     sync.Mutex
@@ -217,8 +254,13 @@ type bench struct {
 func (b *bench) run(ctx context.Context) error {
 	o := b.opts
 	var err error
-	b.paths = make(map[string]int, o.Targets)
-	for i := range o.Targets {
+	// On JetStream the backlog is as many groups as messages.
+	groups := o.Targets
+	if slices.Contains(o.Transports, TransportJetStream) && !o.PollerOnly {
+		groups = max(groups, b.backlogRounds()*o.Targets)
+	}
+	b.paths = make(map[string]int, groups)
+	for i := range groups {
 		key := pushgateway.GroupingKey{Job: job, Labels: []pushgateway.Label{{Name: "instance", Value: instance(i)}}}
 		b.paths[key.Path()] = i
 	}
@@ -226,6 +268,14 @@ func (b *bench) run(ctx context.Context) error {
 		return err
 	}
 	defer b.nats.Shutdown()
+	if slices.Contains(o.Transports, TransportJetStream) && !o.ServeOnly {
+		// A temporary file store, removed by Shutdown.
+		if b.js, err = embedded.StartNATS(embedded.NATSOptions{}); err != nil {
+			return err
+		}
+		defer b.js.Shutdown()
+		b.progress("JetStream %s (file store in a temporary directory)", b.js.URL())
+	}
 	b.pgw, err = embedded.StartPushgateway(embedded.PushgatewayOptions{
 		DisableConsistencyCheck: !o.PushgatewayCheck,
 		Middleware:              b.observe,
@@ -251,17 +301,34 @@ func (b *bench) run(ctx context.Context) error {
 }
 
 // pipeline runs the poller's phases and, unless PollerOnly, the
-// receiver's Pushgateway phases, over simulated exporters.
+// receiver's Pushgateway phases, over simulated exporters, once per
+// transport. The floor and the raw PUTs run once, with the first.
 func (b *bench) pipeline(ctx context.Context) error {
+	for k, t := range b.opts.Transports {
+		b.transport, b.first = t, k == 0
+		b.tr = &TransportResult{Transport: t}
+		b.res.Transports = append(b.res.Transports, b.tr)
+		if err := b.pipelineOn(ctx); err != nil {
+			return fmt.Errorf("%s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// pipelineOn runs the pipeline's phases on b.transport, with exporters of
+// their own (so every target starts unseen).
+func (b *bench) pipelineOn(ctx context.Context) error {
 	o := b.opts
 	var err error
 	if b.exp, err = startExporters(o.Targets, o.PerPort, o.Sample); err != nil {
 		return err
 	}
 	defer b.exp.close()
-	b.progress("%d targets on %d listeners", o.Targets, len(b.exp.servers))
-	if err := b.floor(ctx); err != nil {
-		return err
+	b.progress("transport %s: %d targets on %d listeners", b.transport, o.Targets, len(b.exp.servers))
+	if b.first {
+		if err := b.floor(ctx); err != nil {
+			return err
+		}
 	}
 	if err := b.steady(ctx); err != nil {
 		return err
@@ -269,10 +336,21 @@ func (b *bench) pipeline(ctx context.Context) error {
 	if o.PollerOnly {
 		return nil
 	}
-	if err := b.rawPUTs(ctx); err != nil {
-		return err
+	if b.first {
+		if err := b.rawPUTs(ctx); err != nil {
+			return err
+		}
 	}
 	return b.drain(ctx)
+}
+
+// name is a daemon's (and its log's and profiles') name on b.transport:
+// as it was for the first transport, prefixed by the transport otherwise.
+func (b *bench) name(n string) string {
+	if b.first {
+		return n
+	}
+	return b.transport + "-" + n
 }
 
 // observe times every push as it reaches the Pushgateway, against the
@@ -285,7 +363,7 @@ func (b *bench) observe(next http.Handler) http.Handler {
 				b.puts.Add(1)
 				b.firstPut.CompareAndSwap(0, now.UnixNano())
 				b.lastPut.Store(now.UnixNano())
-				if b.recording.Load() {
+				if b.recording.Load() && i < len(b.exp.lastServe) {
 					lat := now.Sub(time.Unix(0, b.exp.lastServe[i].Load()))
 					b.latMu.Lock()
 					b.latencies = append(b.latencies, lat)

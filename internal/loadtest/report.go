@@ -18,7 +18,7 @@ func Report(w io.Writer, r *Result) error {
 	p := func(format string, args ...any) { _, _ = fmt.Fprintf(tw, format+"\n", args...) }
 	p("prometheus-streams bench: %d targets every %s, compression %s, Pushgateway consistency check %s, push concurrency %d",
 		o.Targets, o.Interval, o.Compression, onOff(o.PushgatewayCheck), o.Concurrency)
-	p("sample body %s bytes; %d CPUs, %s", thousands(int64(len(o.Sample))), runtime.NumCPU(), runtime.Version())
+	p("sample body %s bytes; %d CPUs, %s; transports %s (serving phase on NATS Streaming)", thousands(int64(len(o.Sample))), runtime.NumCPU(), runtime.Version(), strings.Join(o.Transports, ", "))
 	p("")
 	if !o.ServeOnly {
 		pipelineReport(p, r)
@@ -29,32 +29,85 @@ func Report(w io.Writer, r *Result) error {
 	return tw.Flush()
 }
 
-// pipelineReport writes the poller's and the Pushgateway path's figures.
+// pipelineReport writes the poller's and the Pushgateway path's figures:
+// the floor and the raw PUTs, then each transport's in a column.
 func pipelineReport(p func(string, ...any), r *Result) {
 	o := r.Options
 	p("poller\t\t")
-	p("  floor: GET + snappy + synchronous publish, %d in a loop\t%s CPU/scrape\t%s bytes/message", o.FloorScrapes, ms(r.FloorCPUPerScrape), thousands(int64(r.FloorBytes)))
-	p("  poller, %d scrapes over %s\t%s CPU/scrape\t%.2fx the floor", r.PollerScrapes, o.Window, ms(r.PollerCPUPerScrape), ratio(r.PollerCPUPerScrape, r.FloorCPUPerScrape))
-	p("  poller CPU\t%.3f cores\t", r.PollerCores)
-	p("  bytes per message (poller's message_bytes)\t%s\t", thousands(int64(r.MessageBytes)))
-	p("  poller peak RSS\t%s\theap in use %s, goroutine stacks %s at the end", mib(r.PollerPeakRSS), mib(r.PollerHeap), mib(r.PollerStacks))
+	p("  floor: GET + snappy + synchronous NATS Streaming publish, %d in a loop\t%s CPU/scrape\t%s bytes/message", o.FloorScrapes, ms(r.FloorCPUPerScrape), thousands(int64(r.FloorBytes)))
+	if !o.PollerOnly {
+		p("Pushgateway alone, %d PUTs over %d groups\t\t", r.RawPUTs, o.Targets)
+		p("  raw PUTs of the sample body, %d clients\t%.0f PUT/s\t%d PUTs%s", o.Concurrency, r.RawPUTRate, r.RawPUTs, timedOut(r.RawTimedOut))
+		p("  raw PUTs of it as delimited protobuf (the receiver's push format)\t%.0f PUT/s\t", r.RawProtoPUTRate)
+	}
+	trs := r.Transports
+	row := func(label string, cell func(t *TransportResult) string) {
+		line := "  " + label
+		for _, t := range trs {
+			line += "\t" + cell(t)
+		}
+		p("%s\t", line)
+	}
+	header := "transports side by side"
+	for _, t := range trs {
+		header += "\t" + transportName(t.Transport)
+	}
+	p("%s\t", header)
+	row(fmt.Sprintf("poller, scrapes over %s", o.Window), func(t *TransportResult) string { return fmt.Sprint(t.PollerScrapes) })
+	row("poller CPU/scrape", func(t *TransportResult) string { return ms(t.PollerCPUPerScrape) })
+	row("poller CPU/scrape, x the floor", func(t *TransportResult) string {
+		return fmt.Sprintf("%.2fx", ratio(t.PollerCPUPerScrape, r.FloorCPUPerScrape))
+	})
+	row("poller CPU", func(t *TransportResult) string { return fmt.Sprintf("%.3f cores", t.PollerCores) })
+	row("bytes per message (poller's message_bytes)", func(t *TransportResult) string { return thousands(int64(t.MessageBytes)) })
+	row("poller peak RSS", func(t *TransportResult) string { return mib(t.PollerPeakRSS) })
+	row("poller heap / goroutine stacks at the end", func(t *TransportResult) string {
+		return mib(t.PollerHeap) + " / " + mib(t.PollerStacks)
+	})
 	if o.PollerOnly {
 		return
 	}
-	p("delivery, window\t\t")
-	p("  scrape to Pushgateway (request arrives), %d pushes\tp50 %s\tp99 %s, max %s", r.Pushes, ms(r.LatencyP50), ms(r.LatencyP99), ms(r.LatencyMax))
-	p("  receiver CPU per push\t%s\t", ms(r.ReceiverCPUPerMsg))
-	p("  receiver peak RSS\t%s\t", mib(r.ReceiverPeakRSS))
-	p("backlog of %d messages over %d groups\t\t", r.BacklogMessages, o.Targets)
-	p("  raw PUTs of the sample body, %d clients\t%.0f PUT/s\t%d PUTs%s", o.Concurrency, r.RawPUTRate, r.RawPUTs, timedOut(r.RawTimedOut))
-	p("  raw PUTs of it as delimited protobuf (the receiver's push format)\t%.0f PUT/s\t", r.RawProtoPUTRate)
-	msgRate := float64(r.Drained) / r.DrainSeconds
-	pushRate := float64(r.DrainPushes) / r.DrainSeconds
-	p("  receiver drain, %d workers\t%.0f msg/s\t%d of %d messages in %.2fs%s", o.Concurrency, msgRate, r.Drained, r.BacklogMessages, r.DrainSeconds, timedOut(r.DrainTimedOut))
-	p("  receiver pushes during the drain\t%.0f push/s\t%.2fx the raw PUT rate (%d pushes)", pushRate, pushRate/r.RawPUTRate, r.DrainPushes)
-	p("  receiver CPU per drained message\t%s\t", ms(r.DrainCPUPerMsg))
-	p("  dropped as stale / highest lag\t%.0f\t%.1fs", r.DrainStale, r.DrainMaxLag)
-	p("  receiver peak RSS (drain)\t%s\t", mib(r.DrainPeakRSS))
+	row("delivery: pushes timed in the window", func(t *TransportResult) string { return fmt.Sprint(t.Pushes) })
+	row("delivery: scrape to Pushgateway (request arrives), p50", func(t *TransportResult) string { return ms(t.LatencyP50) })
+	row("delivery: scrape to Pushgateway, p99", func(t *TransportResult) string { return ms(t.LatencyP99) })
+	row("delivery: scrape to Pushgateway, max", func(t *TransportResult) string { return ms(t.LatencyMax) })
+	row("receiver CPU per push", func(t *TransportResult) string { return ms(t.ReceiverCPUPerMsg) })
+	row("receiver peak RSS", func(t *TransportResult) string { return mib(t.ReceiverPeakRSS) })
+	row("backlog: messages / groups", func(t *TransportResult) string {
+		groups := o.Targets
+		if t.Transport == TransportJetStream {
+			groups = t.BacklogMessages // one message per subject
+		}
+		return fmt.Sprintf("%d / %d", t.BacklogMessages, groups)
+	})
+	row(fmt.Sprintf("receiver drain, %d workers", o.Concurrency), func(t *TransportResult) string {
+		return fmt.Sprintf("%.0f msg/s", float64(t.Drained)/t.DrainSeconds)
+	})
+	row("  drained, in", func(t *TransportResult) string {
+		return fmt.Sprintf("%d in %.2fs%s", t.Drained, t.DrainSeconds, timedOut(t.DrainTimedOut))
+	})
+	row("receiver pushes during the drain", func(t *TransportResult) string {
+		return fmt.Sprintf("%.0f push/s (%d)", float64(t.DrainPushes)/t.DrainSeconds, t.DrainPushes)
+	})
+	row("  x the raw PUT rate", func(t *TransportResult) string {
+		return fmt.Sprintf("%.2fx", float64(t.DrainPushes)/t.DrainSeconds/r.RawPUTRate)
+	})
+	row("receiver CPU per drained message", func(t *TransportResult) string { return ms(t.DrainCPUPerMsg) })
+	row("dropped as stale / highest lag", func(t *TransportResult) string {
+		return fmt.Sprintf("%.0f / %.1fs", t.DrainStale, t.DrainMaxLag)
+	})
+	row("receiver peak RSS (drain)", func(t *TransportResult) string { return mib(t.DrainPeakRSS) })
+}
+
+// transportName is a transport as the report's columns name it.
+func transportName(t string) string {
+	switch t {
+	case TransportSTAN:
+		return "NATS Streaming"
+	case TransportJetStream:
+		return "JetStream"
+	}
+	return t
 }
 
 // serveReport writes the serving phase's figures.

@@ -16,11 +16,11 @@ func (b *bench) steady(ctx context.Context) error {
 	o := b.opts
 	var recv *daemon
 	if !o.PollerOnly {
-		cfg, port, err := b.writeConfig("receiver-1")
+		cfg, port, err := b.writeConfig(b.name("receiver-1"))
 		if err != nil {
 			return err
 		}
-		if recv, err = startDaemon(ctx, o.Executable, o.WorkDir, "receiver-1", "receiver", cfg, port, readyz); err != nil {
+		if recv, err = startDaemon(ctx, o.Executable, o.WorkDir, b.name("receiver-1"), "receiver", cfg, port, readyz); err != nil {
 			return err
 		}
 		defer func() {
@@ -29,11 +29,11 @@ func (b *bench) steady(ctx context.Context) error {
 			}
 		}()
 	}
-	cfg, port, err := b.writeConfig("poller")
+	cfg, port, err := b.writeConfig(b.name("poller"))
 	if err != nil {
 		return err
 	}
-	poller, err := startDaemon(ctx, o.Executable, o.WorkDir, "poller", "poller", cfg, port, readyz)
+	poller, err := startDaemon(ctx, o.Executable, o.WorkDir, b.name("poller"), "poller", cfg, port, readyz)
 	if err != nil {
 		return err
 	}
@@ -48,14 +48,18 @@ func (b *bench) steady(ctx context.Context) error {
 		return err
 	}
 
-	b.progress("window: measuring %s of steady state", o.Window)
+	b.progress("window: measuring %s of steady state on %s", o.Window, b.transport)
 	var profiles sync.WaitGroup
 	profErrs := make([]error, 2)
 	if o.ProfileDir != "" {
 		secs := max(1, int(o.Window/time.Second))
-		profiles.Go(func() { profErrs[0] = poller.profile(ctx, secs, filepath.Join(o.ProfileDir, "poller.cpu.pprof")) })
+		profiles.Go(func() {
+			profErrs[0] = poller.profile(ctx, secs, filepath.Join(o.ProfileDir, b.name("poller.cpu.pprof")))
+		})
 		if recv != nil {
-			profiles.Go(func() { profErrs[1] = recv.profile(ctx, secs, filepath.Join(o.ProfileDir, "receiver.cpu.pprof")) })
+			profiles.Go(func() {
+				profErrs[1] = recv.profile(ctx, secs, filepath.Join(o.ProfileDir, b.name("receiver.cpu.pprof")))
+			})
 		}
 	}
 	pc0, err := poller.cpu()
@@ -86,17 +90,17 @@ func (b *bench) steady(ctx context.Context) error {
 	if scrapes == 0 {
 		return errors.New("the poller scraped nothing during the window")
 	}
-	b.res.PollerScrapes = scrapes
-	b.res.PollerCPUPerScrape = seconds((pc1 - pc0) / float64(scrapes))
-	b.res.PollerCores = (pc1 - pc0) / elapsed.Seconds()
+	b.tr.PollerScrapes = scrapes
+	b.tr.PollerCPUPerScrape = seconds((pc1 - pc0) / float64(scrapes))
+	b.tr.PollerCores = (pc1 - pc0) / elapsed.Seconds()
 	fams, err := poller.families(ctx)
 	if err != nil {
 		return err
 	}
-	b.res.MessageBytes, _ = mean(fams, "prometheus_streams_poller_message_bytes")
+	b.tr.MessageBytes, _ = mean(fams, "prometheus_streams_poller_message_bytes")
 	heap, _ := sum(fams, "go_memstats_heap_inuse_bytes", nil)
 	stacks, _ := sum(fams, "go_memstats_stack_inuse_bytes", nil)
-	b.res.PollerHeap, b.res.PollerStacks = int64(heap), int64(stacks)
+	b.tr.PollerHeap, b.tr.PollerStacks = int64(heap), int64(stacks)
 
 	b.latMu.Lock()
 	lat := slices.Clone(b.latencies)
@@ -109,23 +113,23 @@ func (b *bench) steady(ctx context.Context) error {
 		if len(lat) == 0 {
 			return errors.New("the receiver pushed nothing during the window")
 		}
-		b.res.ReceiverCPUPerMsg = seconds((rc1 - rc0) / float64(len(lat)))
+		b.tr.ReceiverCPUPerMsg = seconds((rc1 - rc0) / float64(len(lat)))
 		slices.Sort(lat)
-		b.res.Pushes = len(lat)
-		b.res.LatencyP50 = quantile(lat, 0.50)
-		b.res.LatencyP99 = quantile(lat, 0.99)
-		b.res.LatencyMax = lat[len(lat)-1]
+		b.tr.Pushes = len(lat)
+		b.tr.LatencyP50 = quantile(lat, 0.50)
+		b.tr.LatencyP99 = quantile(lat, 0.99)
+		b.tr.LatencyMax = lat[len(lat)-1]
 	}
 	profiles.Wait()
 	if o.ProfileDir != "" {
-		if err := poller.save(ctx, "/debug/pprof/heap", filepath.Join(o.ProfileDir, "poller.heap.pprof")); err != nil {
+		if err := poller.save(ctx, "/debug/pprof/heap", filepath.Join(o.ProfileDir, b.name("poller.heap.pprof"))); err != nil {
 			return err
 		}
 	}
-	b.res.PollerPeakRSS = poller.stop()
+	b.tr.PollerPeakRSS = poller.stop()
 	poller = nil
 	if recv != nil {
-		b.res.ReceiverPeakRSS = recv.stop()
+		b.tr.ReceiverPeakRSS = recv.stop()
 		recv = nil
 	}
 	return errors.Join(profErrs...)
