@@ -87,6 +87,9 @@ func TestJetStreamBindsThePublisherToTheSubject(t *testing.T) {
 	garbage := stream.Subject("prometheus", stream.Key{Publisher: "dc1", Job: "node", Instance: "c"})
 	truncated := stream.Subject("prometheus", stream.Key{Publisher: "dc1", Job: "node", Instance: "d"})
 	b.publish(t, liar, scrapeOf(t, "dc1", "b"))
+	// dc2 may publish on prometheus.dc2.>: a token more would make dc1 the
+	// publisher token if only the last three were read.
+	b.publish(t, "prometheus.dc2.dc1.node.e", scrapeOf(t, "dc1", "e"))
 	b.publish(t, garbage, []byte("garbage that is not an envelope"))
 	full := scrapeOf(t, "dc1", "d")
 	b.publish(t, truncated, full[:len(full)/2])
@@ -118,7 +121,7 @@ func TestJetStreamBindsThePublisherToTheSubject(t *testing.T) {
 	dropped := func(reason string) float64 { return testutil.ToFloat64(r.metrics.dropped.WithLabelValues(reason)) }
 	// Each bad message is dropped once per route.
 	testenv.WaitFor(t, "the bad messages dropped on both routes", 10*time.Second, func() bool {
-		return dropped(dropPublisherMismatch) == 2 && dropped("bad_magic") == 2 && dropped("truncated") == 2
+		return dropped(dropPublisherMismatch) == 4 && dropped("bad_magic") == 2 && dropped("truncated") == 2
 	})
 	if !serveOut.replayDone.Load() {
 		t.Error("the serving output was not told the follower's snapshot was delivered")

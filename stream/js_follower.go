@@ -78,7 +78,7 @@ func (f *JSFollower) Subscribe(ctx context.Context, h Handler) error {
 		var cc jetstream.ConsumeContext
 		if err == nil {
 			cc, err = cons.Consume(func(m jetstream.Msg) {
-				h(followed{m})
+				h(followed{m: m, topicTokens: Tokens(o.Topic)})
 				if md, err := m.Metadata(); err == nil && md.NumPending == 0 {
 					f.snapshotted()
 				}
@@ -165,7 +165,10 @@ func (f *JSFollower) Connected() bool {
 
 // followed is a delivery of the ordered consumer, which needs no
 // acknowledgements.
-type followed struct{ m jetstream.Msg }
+type followed struct {
+	m           jetstream.Msg
+	topicTokens int
+}
 
 func (f followed) Data() []byte    { return f.m.Data() }
 func (followed) Ack() error        { return nil }
@@ -174,9 +177,9 @@ func (followed) Redelivered() bool { return false }
 
 // Publisher is the subject's publisher token, as for JSSubscriber.
 func (f followed) Publisher() (string, bool) {
-	k, err := ParseSubject(f.m.Subject())
+	k, err := ParseSubject(f.m.Subject(), f.topicTokens)
 	if err != nil {
-		return "(subject " + f.m.Subject() + " not of the form <topic>.<publisher>.<job>.<instance>)", true
+		return "(subject " + f.m.Subject() + " not of the form topic.<publisher>.<job>.<instance>)", true
 	}
 	return k.Publisher, true
 }

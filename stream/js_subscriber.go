@@ -230,7 +230,7 @@ func (s *JSSubscriber) wrap(ctx context.Context, m jetstream.Msg) Message {
 			}
 		}
 	}
-	j := newJSMsg(m, s.c.opts.AckWait, s.metrics.progress)
+	j := newJSMsg(m, Tokens(s.c.opts.Topic), s.c.opts.AckWait, s.metrics.progress)
 	j.forget = func() { s.forget(j) }
 	s.mu.Lock()
 	s.outstanding[j] = struct{}{}
@@ -265,9 +265,9 @@ type jsMsg struct {
 	forget   func()      // drops it from its subscriber's outstanding; may be nil
 }
 
-func newJSMsg(m jetstream.Msg, ackWait time.Duration, progressed prometheus.Counter) *jsMsg {
+func newJSMsg(m jetstream.Msg, topicTokens int, ackWait time.Duration, progressed prometheus.Counter) *jsMsg {
 	j := &jsMsg{m: m}
-	if k, err := ParseSubject(m.Subject()); err == nil {
+	if k, err := ParseSubject(m.Subject(), topicTokens); err == nil {
 		j.publisher, j.bound = k.Publisher, true
 	}
 	if md, err := m.Metadata(); err == nil {
@@ -333,7 +333,7 @@ func (j *jsMsg) Term() error       { j.settle(); return j.m.Term() }
 // name no envelope can hold, so its scrape is refused.
 func (j *jsMsg) Publisher() (string, bool) {
 	if !j.bound {
-		return "(subject " + j.m.Subject() + " not of the form <topic>.<publisher>.<job>.<instance>)", true
+		return "(subject " + j.m.Subject() + " not of the form topic.<publisher>.<job>.<instance>)", true
 	}
 	return j.publisher, true
 }

@@ -65,13 +65,17 @@ func plainByte(c byte) bool {
 // errSubject is wrapped by ParseSubject's errors.
 var errSubject = errors.New("not a prometheus-streams subject")
 
-// ParseSubject returns the key of a group's subject. Only the last three
-// tokens are read, so any prefix works: a topic of more than one token, or
-// one an operator's stream sourcing put in front of the poller's.
-func ParseSubject(subject string) (Key, error) {
+// ParseSubject returns the key of a group's subject under a topic of
+// topicTokens tokens: the subject must have exactly three more. The
+// prefix's own tokens are not compared with the topic, so one that stream
+// sourcing rewrote to another of the same length works; but the count is
+// what binds the publisher token to a DC's credentials: a DC allowed
+// <topic>.dc1.> cannot make a subject whose publisher token is another
+// DC's by adding a token.
+func ParseSubject(subject string, topicTokens int) (Key, error) {
 	tokens := strings.Split(subject, ".")
-	if len(tokens) < 4 {
-		return Key{}, fmt.Errorf("%w: %q has fewer than 4 tokens", errSubject, subject)
+	if len(tokens) != topicTokens+3 {
+		return Key{}, fmt.Errorf("%w: %q has %d tokens, not the topic's %d and three", errSubject, subject, len(tokens), topicTokens)
 	}
 	var vals [3]string
 	for i, tok := range tokens[len(tokens)-3:] {
@@ -120,3 +124,6 @@ func DecodeToken(tok string) (string, error) {
 	}
 	return b.String(), nil
 }
+
+// Tokens is how many tokens a subject has.
+func Tokens(subject string) int { return strings.Count(subject, ".") + 1 }

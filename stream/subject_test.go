@@ -34,13 +34,18 @@ func TestSubjectRoundTrip(t *testing.T) {
 	if want := "prometheus.scrapes.dc1%2Eeu.node%20exporter.%5B::1%5D:9100"; s != want {
 		t.Fatalf("Subject = %q, want %q", s, want)
 	}
-	got, err := ParseSubject(s)
+	got, err := ParseSubject(s, 2)
 	if err != nil || got != k {
 		t.Fatalf("ParseSubject(%q) = %+v, %v; want %+v", s, got, err, k)
 	}
-	// A prefix put in front by stream sourcing does not matter.
-	if got, err := ParseSubject("central." + s); err != nil || got != k {
-		t.Fatalf("ParseSubject with a prefix = %+v, %v", got, err)
+	// A prefix rewritten to another of the same length (stream sourcing
+	// with a subject transform) reads the same.
+	if got, err := ParseSubject("central.metrics"+s[len("prometheus.scrapes"):], 2); err != nil || got != k {
+		t.Fatalf("ParseSubject with another prefix = %+v, %v", got, err)
+	}
+	// A DC allowed prometheus.dc1.> cannot pose as dc2 with a token more.
+	if got, err := ParseSubject("prometheus.dc1.dc2.node.x", 1); err == nil {
+		t.Fatalf("a subject with a token too many read as %+v", got)
 	}
 }
 
@@ -55,7 +60,7 @@ func TestParseSubjectRefusesWhatEncodingCannotMake(t *testing.T) {
 		"p.a.b.%ZZ", // not hex
 		"p.a.b.x/y", // "/" must be escaped
 	} {
-		if k, err := ParseSubject(s); err == nil {
+		if k, err := ParseSubject(s, 1); err == nil {
 			t.Errorf("ParseSubject(%q) = %+v, want an error", s, k)
 		}
 	}
