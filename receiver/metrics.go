@@ -55,7 +55,7 @@ func newMetrics(reg prometheus.Registerer, outputs []string) (*metrics, error) {
 		}),
 		acked: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "messages_acked_total",
-			Help: "Deliveries acknowledged (taken by the outputs, superseded or dropped); received minus acked is what is in flight or will be delivered again.",
+			Help: "Deliveries acknowledged (taken by the outputs, superseded or dropped) or, on JetStream, terminated (unreadable, or lying about their publisher); received minus acked is what is in flight or will be delivered again.",
 		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "messages_dropped_total",

@@ -262,7 +262,10 @@ func (p *JSPublisher) translate(subject string, err error) error {
 		default:
 		}
 		return fmt.Errorf("%w: %s (is stream %q missing, or its subjects other than %s.>?): %w", ErrNoStream, subject, p.c.opts.Stream, p.c.opts.Topic, err)
-	case errors.Is(err, jetstream.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionClosed):
+	case errors.Is(err, jetstream.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionClosed),
+		// nats.go fails the publishes still unacknowledged when it
+		// reconnects: the server may or may not have stored them.
+		errors.Is(err, nats.ErrDisconnected):
 		return fmt.Errorf("%w: %w", ErrConnectionClosed, err)
 	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, jetstream.ErrMaxBytesExceeded),
 		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
@@ -320,8 +323,11 @@ func (p *JSPublisher) MaxPayload() int {
 	return max(int(limit)-headerRoom, 0)
 }
 
-// headerRoom is what MaxPayload keeps free for a message's headers.
-const headerRoom = 1024
+// headerRoom is what MaxPayload keeps free for a message's headers: the
+// Nats-Msg-Id holds the subject, whose publisher, job and instance are up
+// to envelope.MaxNameLen (1,024) bytes each before encoding and three
+// times that encoded: 9 KiB, with the topic and the hash under 12.
+const headerRoom = 12 << 10
 
 // Ready implements Publisher.
 func (p *JSPublisher) Ready() <-chan struct{} { return p.c.readyChan() }
