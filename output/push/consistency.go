@@ -117,6 +117,18 @@ func newBook() *book {
 	return b
 }
 
+// reset forgets everything, for a receiver that reads the Pushgateway
+// anew after another one wrote it: what the book knew may be out of date
+// (a group the other deleted, a family whose type it changed), and a
+// merge would keep it. A push still settling afterwards finds no holding
+// and changes nothing.
+func (b *book) reset() {
+	fresh := newBook()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.fams, b.groups = fresh.fams, fresh.groups
+}
+
 // familyClash describes a family left out of a push.
 type familyClash struct {
 	reason   string
@@ -344,7 +356,8 @@ func union(a, b []*bookFamily) []*bookFamily {
 }
 
 // bookSeeder fills the book from the families the Pushgateway serves, one
-// family at a time. It must run before the first reserve.
+// family at a time. It runs before the first reserve, or after a reset
+// while no push is reserved (a new turn: pushes wait for it).
 type bookSeeder struct {
 	b *book
 	// groupOf names the group a series belongs to, from its labels; false

@@ -197,10 +197,10 @@ func (r *Output) Run(ctx context.Context) error {
 }
 
 // Resync begins this receiver's turn as the Pushgateway's writer after
-// another one (a JetStream failover): it reads the Pushgateway again into
-// the consistency check and the groups watched, so what the other one
-// pushed since this receiver started is known, and pushes wait until it
-// has. It returns at once: the read runs beside the deliveries, which
+// another one (a JetStream failover): the consistency check forgets what
+// it knew and reads the Pushgateway again, and the groups watched are read
+// again, so what the other one pushed, changed or deleted since this
+// receiver started is known, and pushes wait until it is. It returns at once: the read runs beside the deliveries, which
 // queue meanwhile. A turn that begins while Run's first read is still
 // under way needs no second one.
 func (r *Output) Resync(ctx context.Context) {
@@ -214,6 +214,7 @@ func (r *Output) Resync(ctx context.Context) {
 	r.log.Info("this receiver takes over the Pushgateway: reading what it holds again")
 	go func() {
 		defer done()
+		r.book.reset()
 		r.seedBook(ctx)
 	}()
 }
