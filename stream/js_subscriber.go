@@ -275,8 +275,7 @@ func newJSMsg(m jetstream.Msg, topicTokens int, ackWait time.Duration, progresse
 	}
 	if ackWait > 0 && progressed != nil {
 		every := ackWait / 2
-		var tick func()
-		tick = func() {
+		tick := func() {
 			j.mu.Lock()
 			defer j.mu.Unlock()
 			if j.progress == nil {
