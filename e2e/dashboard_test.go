@@ -130,48 +130,111 @@ type liveCheck struct {
 // condition holds while everything is healthy, stops the node exporter and
 // expects the target-down alert's expression to return exactly that
 // target, pushed, and served in the view of a receiver that only serves.
+// It does all of it once per transport (monitoredTransports): on NATS
+// Streaming, and on JetStream, where the receiver's Pushgateway output
+// reads the shared consumer (role="receiver") and its serving output
+// follows the stream (role="follower"), so the JetStream-only metrics
+// must return data too.
 func TestDashboardAndRulesAgainstRealPrometheus(t *testing.T) {
 	requireDebianPrometheus(t)
 	dashboards := loadDashboards(t)
 	rules := loadRules(t)
-	p := startMonitoredPipeline(t, globModule(t, ruleFilesGlob))
+	ruleFiles := globModule(t, ruleFilesGlob)
+	for _, tr := range monitoredTransports {
+		t.Run(tr.name, func(t *testing.T) { checkDashboardAndRules(t, tr, dashboards, rules, ruleFiles) })
+	}
+}
+
+// monitoredTransport is a transport the monitored pipeline runs on.
+type monitoredTransport struct {
+	name  string // the subtest's
+	title string // for the log
+	// own are the metrics only this transport's receiver exports: each
+	// must be read by a query that is checked to return data.
+	own map[string]string
+	// noData are the metrics only the other transport's receiver
+	// exports: a query that reads one is checked to be accepted, not to
+	// return data, and its other selectors still must; noDataWhy says so
+	// in the log.
+	noData    map[string]string
+	noDataWhy string
+	// ready are the queries, beyond those of every transport, that must
+	// return data before the checks begin.
+	ready []string
+}
+
+// monitoredTransports are the transports of
+// TestDashboardAndRulesAgainstRealPrometheus, in the order it runs them.
+var monitoredTransports = []monitoredTransport{
+	{name: "stan", title: "NATS Streaming", own: stanOnly, noData: jetStreamOnly, noDataWhy: "JetStream only"},
+	{name: "jetstream", title: "JetStream", own: jetStreamOnly, noData: stanOnly, noDataWhy: "NATS Streaming only", ready: []string{
+		// The Pushgateway output's connection and the shared consumer
+		// it reads; the first delivery pinned it to this receiver.
+		`prometheus_streams_stream_connected{job="prometheus_streams_receiver",role="receiver"} == 1`,
+		`prometheus_streams_stream_consumer_pending_messages{job="prometheus_streams_receiver",role="receiver"}`,
+		`prometheus_streams_stream_consumer_pinned_total{job="prometheus_streams_receiver",role="receiver"} > 0`,
+		// The serving output follows the stream on a connection of
+		// its own.
+		`prometheus_streams_stream_connected{job="prometheus_streams_receiver",role="follower"} == 1`,
+	}},
+}
+
+// checkDashboardAndRules is TestDashboardAndRulesAgainstRealPrometheus on
+// one transport.
+func checkDashboardAndRules(t *testing.T, tr monitoredTransport, dashboards []grafanaDashboard, rules []promRule, ruleFiles []string) {
+	start := time.Now()
+	p := startMonitoredPipeline(t, tr.name, ruleFiles)
 	client := newHTTPClient(t)
 	all := []*process{p.node, p.poller, p.receiver, p.prom.process}
 
 	// The pipeline has delivered the node target and the poller's own
 	// metrics, and Prometheus scrapes the receiver.
-	for _, q := range []string{
+	for _, q := range append([]string{
 		`up{job="node",instance="node1",publisher="DC1"} == 1`,
 		`prometheus_streams_poller_published_total{job="prometheus_streams",instance="DC1",publisher="DC1"} > 0`,
 		`prometheus_streams_receiver_last_push_timestamp_seconds{publisher="DC1"}`,
 		`push_time_seconds{job="prometheus_streams",instance="DC1",publisher="DC1"}`,
 		`up{job="node",instance="node1",publisher="DC1",output="serve"} == 1`,
 		`prometheus_streams_serve_scrape_requests_total{outcome="ok"} > 0`,
-	} {
+	}, tr.ready...) {
 		waitUntil(t, q, func() error { return promHas(client, p.prom.base, q) }, all...)
 	}
+	t.Logf("%s: the pipeline and Prometheus ready after %v", tr.title, time.Since(start).Round(time.Millisecond))
 
 	var checks []liveCheck
 	seen := map[string]bool{}
+	// ownRead are the metrics of tr.own that a check reads and needs
+	// data from.
+	ownRead := map[string]bool{}
+	accepted := 0 // checks that only need Prometheus to accept a query
 	// has adds a check that query returns data, and one for each series
 	// selector in it (a fallback such as "or vector(0)" must not hide a
-	// misspelt metric). A query that reads a metric of jetStreamOnly
-	// cannot return data from this NATS Streaming pipeline: Prometheus
-	// must accept it, and its other selectors must return data.
+	// misspelt metric). A query that reads a metric of tr.noData (on
+	// NATS Streaming, of jetStreamOnly; on JetStream, of stanOnly)
+	// cannot return data from this pipeline: Prometheus must accept it,
+	// and its other selectors must return data.
 	has := func(what, query string) {
-		js, err := jetStreamOnlyIn(query)
+		other, err := metricsIn(query, tr.noData)
 		if err != nil {
 			t.Fatalf("%s: %s: %v", what, query, err)
 		}
 		if !seen[query] {
 			seen[query] = true
-			if len(js) > 0 {
-				t.Logf("%s: reads %v (JetStream only): checked to be accepted, not to return data", what, js)
+			if len(other) > 0 {
+				t.Logf("%s: reads %v (%s): checked to be accepted, not to return data", what, other, tr.noDataWhy)
+				accepted++
 				checks = append(checks, liveCheck{what + ": Prometheus accepts " + query, func() error {
 					_, err := queryPrometheus(client, p.prom.base, query)
 					return err
 				}})
 			} else {
+				own, err := metricsIn(query, tr.own)
+				if err != nil {
+					t.Fatalf("%s: %s: %v", what, query, err)
+				}
+				for _, m := range own {
+					ownRead[m] = true
+				}
 				checks = append(checks, liveCheck{what + ": " + query, func() error { return promHas(client, p.prom.base, query) }})
 			}
 		}
@@ -180,7 +243,7 @@ func TestDashboardAndRulesAgainstRealPrometheus(t *testing.T) {
 			t.Fatalf("%s: %s: %v", what, query, err)
 		}
 		for _, s := range sels {
-			if js, _ := jetStreamOnlyIn(s); len(js) > 0 {
+			if other, _ := metricsIn(s, tr.noData); len(other) > 0 {
 				continue
 			}
 			if !seen[s] {
@@ -224,6 +287,14 @@ func TestDashboardAndRulesAgainstRealPrometheus(t *testing.T) {
 	checks = append(checks, liveCheck{"Prometheus evaluates every rule without error", func() error {
 		return rulesHealthy(client, p.prom.base, recorded+alerts)
 	}})
+	// Every metric only this transport exports is read by a query that
+	// must return data here.
+	for _, name := range slices.Sorted(maps.Keys(tr.own)) {
+		if !ownRead[name] {
+			t.Errorf("%s (%s, %s only): no query checked for data reads it", name, tr.own[name], tr.title)
+		}
+	}
+	t.Logf("%s: %d live checks, %d of them only accepted (they read %s metrics); %d %s-only metrics checked for data", tr.title, len(checks), accepted, tr.noDataWhy, len(ownRead), tr.title)
 	waitAll(t, checks, all...)
 
 	// Healthy: no alert's condition holds.
@@ -303,14 +374,17 @@ func TestDashboardAndRulesAgainstRealPrometheus(t *testing.T) {
 }
 
 // jetStreamOnly are the metrics only a receiver on JetStream exposes, each
-// with why. The monitored pipeline runs on NATS Streaming, so the panels
-// and alerts that read them have no data there:
-// TestDashboardAndRulesAgainstRealPrometheus checks that Prometheus
+// with why. A receiver on NATS Streaming has no shared consumer, so on
+// that transport the panels and alerts that read them have no data:
+// TestDashboardAndRulesAgainstRealPrometheus checks there that Prometheus
 // accepts those queries, not that they return data (their other
-// selectors still must). TestDashboardJetStreamOnlyMetricsExist checks that a JetStream
-// receiver registers every one of them, so a misspelt name cannot hide
-// behind this list. (stream_connected{role="follower"} is not here: the
-// queries that read it read role="receiver" too.)
+// selectors still must); on JetStream it checks that they return data,
+// and that each of these metrics is read by such a query.
+// TestDashboardJetStreamOnlyMetricsExist checks that a JetStream receiver
+// registers every one of them, so a misspelt name cannot hide behind this
+// list. (stream_connected{role="follower"} is not here: the queries that
+// read it read role="receiver" too; on JetStream the live test waits for
+// it.)
 var jetStreamOnly = map[string]string{
 	"prometheus_streams_stream_consumer_pending_messages":     "the shared JetStream consumer's state",
 	"prometheus_streams_stream_consumer_ack_pending_messages": "the shared JetStream consumer's state",
@@ -320,8 +394,22 @@ var jetStreamOnly = map[string]string{
 	"prometheus_streams_stream_consumer_recreated_total":      "a deleted JetStream consumer created again",
 }
 
-// jetStreamOnlyIn returns the metrics of jetStreamOnly that expr reads.
-func jetStreamOnlyIn(expr string) ([]string, error) {
+// stanOnly are the metrics only a receiver on NATS Streaming exposes, each
+// with why: on JetStream, TestDashboardAndRulesAgainstRealPrometheus checks
+// that Prometheus accepts the queries that read them, not that they return
+// data, as it does for jetStreamOnly on NATS Streaming. It is empty: every
+// metric the dashboards and the rules read outside jetStreamOnly is one
+// both transports export (the stream connection's metrics are the same
+// for both, and the receiver's, the poller's and the serving output's do
+// not depend on the transport; messages_replayed_total stays at 0 on
+// JetStream, whose follower needs no replay, but is exported), and the
+// JetStream run proves it, every such query returning data there.
+// TestDashboardSTANOnlyMetricsExist checks that a receiver on NATS
+// Streaming registers whatever is added here.
+var stanOnly = map[string]string{}
+
+// metricsIn returns the metrics of set that expr reads.
+func metricsIn(expr string, set map[string]string) ([]string, error) {
 	e, err := promqlParser.ParseExpr(expr)
 	if err != nil {
 		return nil, err
@@ -329,7 +417,7 @@ func jetStreamOnlyIn(expr string) ([]string, error) {
 	var out []string
 	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
 		if vs, ok := n.(*parser.VectorSelector); ok {
-			if _, js := jetStreamOnly[vs.Name]; js && !slices.Contains(out, vs.Name) {
+			if _, in := set[vs.Name]; in && !slices.Contains(out, vs.Name) {
 				out = append(out, vs.Name)
 			}
 		}
@@ -339,10 +427,10 @@ func jetStreamOnlyIn(expr string) ([]string, error) {
 }
 
 // TestDashboardJetStreamOnlyMetricsExist checks that a receiver on
-// JetStream registers every metric the live test lets go without data,
-// with the label role="receiver" the queries select, and that the
-// dashboard and the rules read each of them (a name nothing reads any
-// more leaves the list).
+// JetStream registers every metric the live test lets go without data on
+// NATS Streaming, with the label role="receiver" the queries select, and
+// that the dashboard and the rules read each of them (a name nothing reads
+// any more leaves the list).
 func TestDashboardJetStreamOnlyMetricsExist(t *testing.T) {
 	reg := promclient.NewRegistry()
 	if _, err := stream.NewJSSubscriber(stream.JSOptions{
@@ -350,6 +438,27 @@ func TestDashboardJetStreamOnlyMetricsExist(t *testing.T) {
 	}, nil, reg); err != nil {
 		t.Fatal(err)
 	}
+	checkTransportOnly(t, "jetStreamOnly", "a JetStream receiver", jetStreamOnly, reg)
+}
+
+// TestDashboardSTANOnlyMetricsExist is TestDashboardJetStreamOnlyMetricsExist
+// for stanOnly, the metrics the live test lets go without data on
+// JetStream, and a receiver on NATS Streaming.
+func TestDashboardSTANOnlyMetricsExist(t *testing.T) {
+	reg := promclient.NewRegistry()
+	if _, err := stream.NewSTANSubscriber(stream.STANOptions{
+		URLs: []string{"nats://127.0.0.1:4222"}, ClusterID: "e2e", ClientID: "e2e", Channel: "prometheus",
+	}, nil, reg); err != nil {
+		t.Fatal(err)
+	}
+	checkTransportOnly(t, "stanOnly", "a NATS Streaming receiver", stanOnly, reg)
+}
+
+// checkTransportOnly checks that reg, a receiver's subscriber's, has every
+// metric of only (the list called name) with role="receiver", and that the
+// dashboards and the rules read each.
+func checkTransportOnly(t *testing.T, name, receiver string, only map[string]string, reg *promclient.Registry) {
+	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -379,20 +488,20 @@ func TestDashboardJetStreamOnlyMetricsExist(t *testing.T) {
 		exprs = append(exprs, r.Expr)
 	}
 	for _, q := range exprs {
-		js, err := jetStreamOnlyIn(q)
+		ms, err := metricsIn(q, only)
 		if err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
-		for _, name := range js {
-			read[name] = true
+		for _, m := range ms {
+			read[m] = true
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(jetStreamOnly)) {
-		if !registered[name] {
-			t.Errorf("%s (%s): a JetStream receiver registers no such metric with role=\"receiver\"", name, jetStreamOnly[name])
+	for _, m := range slices.Sorted(maps.Keys(only)) {
+		if !registered[m] {
+			t.Errorf("%s (%s): %s registers no such metric with role=\"receiver\"", m, only[m], receiver)
 		}
-		if !read[name] {
-			t.Errorf("%s: neither the dashboards nor the rules read it; take it off jetStreamOnly", name)
+		if !read[m] {
+			t.Errorf("%s: neither the dashboards nor the rules read it; take it off %s", m, name)
 		}
 	}
 }
@@ -562,20 +671,31 @@ func rulesHealthy(c *http.Client, base string, n int) error {
 // startMonitoredPipeline starts what startPipeline does, with a receiver
 // that also serves its targets (serve_targets) and a Prometheus that also
 // scrapes the receiver's monitor port and its served targets, and loads
-// ruleFiles.
-func startMonitoredPipeline(t *testing.T, ruleFiles []string) *pipeline {
+// ruleFiles. transport is "stan" (NATS Streaming, the daemons on the 1.0
+// file) or "jetstream" (an embedded nats-server with JetStream, the
+// daemons on testdata/jetstream.yaml.tmpl).
+func startMonitoredPipeline(t *testing.T, transport string, ruleFiles []string) *pipeline {
 	t.Helper()
 	dir := t.TempDir()
 	logger := fileLogger(t, dir, "servers.log")
-	nats := testenv.Streaming(t, embedded.StreamingOptions{Logger: logger})
 	pgw := testenv.Pushgateway(t, embedded.PushgatewayOptions{Listen: "127.0.0.1:0", Logger: logger})
 
 	ports := freePorts(t, 4)
 	p := &pipeline{}
 	nodeURL := "http://" + hostPort(ports[0]) + "/metrics"
 	p.node = startNodeExporter(t, dir, nodeURL)
-	cfg := streamsConfig{ClusterID: nats.ClusterID(), NATSURLs: nats.URL(), PushgatewayURL: pgw.URL(), NodeURL: nodeURL}
-	p.poller, p.receiver = startMonitoredDaemons(t, dir, cfg, ports[1], ports[2])
+	switch transport {
+	case "stan":
+		nats := testenv.Streaming(t, embedded.StreamingOptions{Logger: logger})
+		cfg := streamsConfig{ClusterID: nats.ClusterID(), NATSURLs: nats.URL(), PushgatewayURL: pgw.URL(), NodeURL: nodeURL}
+		p.poller, p.receiver = startMonitoredDaemons(t, dir, cfg, ports[1], ports[2])
+	case "jetstream":
+		nats := testenv.NATS(t, embedded.NATSOptions{Logger: logger})
+		cfg := jsConfig{Interval: time.Second, NATSURL: nats.URL(), NodeURL: nodeURL, PushgatewayURL: pgw.URL()}
+		p.poller, p.receiver = startMonitoredJSDaemons(t, dir, cfg, ports[1], ports[2])
+	default:
+		t.Fatalf("transport %q: want stan or jetstream", transport)
+	}
 
 	pgwURL, err := url.Parse(pgw.URL())
 	if err != nil {
@@ -614,6 +734,28 @@ func startMonitoredDaemons(t *testing.T, dir string, cfg streamsConfig, pollerMo
 	poller = start("poller", pollerMon, "")
 	receiver = start("receiver", receiverMon, monitoredReceiverServe)
 	waitConnected(t, map[string]int{"poller": pollerMon, "receiver": receiverMon}, poller, receiver)
+	return poller, receiver
+}
+
+// startMonitoredJSDaemons is startMonitoredDaemons on JetStream: the
+// poller and the receiver on testdata/jetstream.yaml.tmpl filled from cfg
+// (its Serve left false: the receiver's file gets monitoredReceiverServe,
+// serve_targets and the bounds, added instead). The poller creates the
+// stream, so it is connected before the receiver starts, which then reads
+// the stream with the shared consumer (role="receiver") and follows it for
+// the serving output (role="follower").
+func startMonitoredJSDaemons(t *testing.T, dir string, cfg jsConfig, pollerMon, receiverMon int) (poller, receiver *process) {
+	t.Helper()
+	start := func(role string, mon int, extra string) *process {
+		cfg.Role, cfg.MonitorPort, cfg.Serve = role, mon, false
+		cfg.LogFile = filepath.Join(dir, role+".log")
+		file := writeFile(t, dir, role+".yaml", append(render(t, "jetstream.yaml.tmpl", cfg), extra...))
+		p := startProcess(t, dir, role, []string{cfg.LogFile}, binary, role, "--config", file)
+		waitConnected(t, map[string]int{role: mon}, p)
+		return p
+	}
+	poller = start("poller", pollerMon, "")
+	receiver = start("receiver", receiverMon, monitoredReceiverServe)
 	return poller, receiver
 }
 
