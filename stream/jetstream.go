@@ -164,10 +164,7 @@ func newJSConn(opts JSOptions, role string, logger *slog.Logger, reg prometheus.
 	if err := opts.applyDefaults(); err != nil {
 		return nil, err
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	m, err := newConnMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"role": role}, reg))
+	logger, m, err := connBasics(role, logger, reg)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // natsAuth is what both transports need to reach NATS: the servers, TLS
@@ -171,4 +172,15 @@ func logRetry(ctx context.Context, log *slog.Logger, level slog.Level, msg strin
 		level = slog.LevelDebug
 	}
 	log.Log(ctx, level, msg, "err", err, "attempt", attempt)
+}
+
+// connBasics are what a connection of either transport starts with: a
+// logger (one that discards for nil) and its metrics, registered on reg
+// with the label role.
+func connBasics(role string, logger *slog.Logger, reg prometheus.Registerer) (*slog.Logger, *connMetrics, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newConnMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"role": role}, reg))
+	return logger, m, err
 }

@@ -115,10 +115,7 @@ func newConnection(opts STANOptions, role string, logger *slog.Logger, reg prome
 	if err := opts.applyDefaults(); err != nil {
 		return nil, err
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	m, err := newConnMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"role": role}, reg))
+	logger, m, err := connBasics(role, logger, reg)
 	if err != nil {
 		return nil, err
 	}
