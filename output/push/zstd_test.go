@@ -57,6 +57,6 @@ func TestPushesZstdScrapes(t *testing.T) {
 		e.waitGateway(t, "node_boot_time_seconds", labels, want.GetMetric()[0].GetGauge().GetValue())
 	}
 	testenv.WaitFor(t, "the zstd bomb dropped as body_too_large", 5*time.Second, func() bool {
-		return e.receiver.dropped("body_too_large") == 1
+		return e.receiver.dropped("body_too_large") >= 1
 	})
 }
