@@ -515,3 +515,50 @@ func TestJetStreamLostPinHandsBack(t *testing.T) {
 		return n >= 2
 	})
 }
+
+// TestJetStreamLongWorkReportsProgress holds a delivery past its ack wait:
+// the subscriber tells the server it is still being worked on, so the
+// server does not deliver it again, and the acknowledgement then settles
+// it.
+func TestJetStreamLongWorkReportsProgress(t *testing.T) {
+	n := testenv.NATS(t, embedded.NATSOptions{})
+	p := startJSPublisher(t, jsOptions(n, "poller"))
+	jsPublish(t, p, Key{Publisher: "dc1", Job: "j", Instance: "slow"}, "slow")
+
+	reg := prometheus.NewRegistry()
+	o := jsOptions(n, "receiver") // ack wait 2s
+	sub, err := NewJSSubscriber(o, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan Message, 2)
+	testenv.Run(t, func(ctx context.Context) error { return sub.Subscribe(ctx, func(m Message) { held <- m }) })
+	var m Message
+	select {
+	case m = <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delivery")
+	}
+	// Three notices, a half ack wait apart: the ack wait passed with a
+	// half to spare, and the server would have delivered it again by then.
+	testenv.WaitFor(t, "three progress notices", 10*time.Second, func() bool {
+		return counter(t, reg, "prometheus_streams_stream_ack_progress_total") >= 3
+	})
+	select {
+	case again := <-held:
+		t.Fatalf("delivered again past the ack wait (redelivered %v) though in progress", again.Redelivered())
+	default:
+	}
+	if err := m.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	_, js := p.c.current()
+	testenv.WaitFor(t, "the consumer to have nothing outstanding", 10*time.Second, func() bool {
+		c, err := js.Consumer(context.Background(), "PROMETHEUS", DefaultConsumer)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumAckPending == 0 && info.NumRedelivered == 0
+	})
+}
