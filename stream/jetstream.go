@@ -100,15 +100,7 @@ func (o *JSOptions) applyDefaults() error {
 	if err := o.auth("").check(); err != nil {
 		return err
 	}
-	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = 5 * time.Second
-	}
-	if o.AckWait < time.Second {
-		o.AckWait = 30 * time.Second
-	}
-	if o.MaxInflight <= 0 {
-		o.MaxInflight = 64
-	}
+	defaultTimings(&o.ConnectTimeout, &o.AckWait, &o.MaxInflight, &o.BackoffMin, &o.BackoffMax)
 	if o.Consumer == "" {
 		o.Consumer = DefaultConsumer
 	}
@@ -116,12 +108,6 @@ func (o *JSOptions) applyDefaults() error {
 		o.PinnedTTL = DefaultPinnedTTL
 	}
 	o.PinnedTTL = max(o.PinnedTTL, MinPinnedTTL)
-	if o.BackoffMin <= 0 {
-		o.BackoffMin = 250 * time.Millisecond
-	}
-	if o.BackoffMax <= 0 {
-		o.BackoffMax = 15 * time.Second
-	}
 	return nil
 }
 

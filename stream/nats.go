@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -183,4 +184,33 @@ func connBasics(role string, logger *slog.Logger, reg prometheus.Registerer) (*s
 	}
 	m, err := newConnMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"role": role}, reg))
 	return logger, m, err
+}
+
+// Defaults of both transports' options.
+const (
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultAckWait        = 30 * time.Second
+	DefaultMaxInflight    = 64
+	DefaultBackoffMin     = 250 * time.Millisecond
+	DefaultBackoffMax     = 15 * time.Second
+)
+
+// defaultTimings fills in the zero (or, for an ack wait, sub-second)
+// settings both transports share.
+func defaultTimings(connect, ackWait *time.Duration, maxInflight *int, backoffMin, backoffMax *time.Duration) {
+	if *connect <= 0 {
+		*connect = DefaultConnectTimeout
+	}
+	if *ackWait < time.Second {
+		*ackWait = DefaultAckWait
+	}
+	if *maxInflight <= 0 {
+		*maxInflight = DefaultMaxInflight
+	}
+	if *backoffMin <= 0 {
+		*backoffMin = DefaultBackoffMin
+	}
+	if *backoffMax <= 0 {
+		*backoffMax = DefaultBackoffMax
+	}
 }
