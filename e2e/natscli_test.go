@@ -15,7 +15,6 @@ import (
 	"time"
 
 	natsd "github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	promclient "github.com/prometheus/client_golang/prometheus"
 
@@ -277,15 +276,7 @@ func docJSON(t *testing.T, doc, marker string) []byte {
 // serverURL.
 func jsStream(t *testing.T, serverURL, name string) *jetstream.StreamInfo {
 	t.Helper()
-	nc, err := nats.Connect(serverURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t, serverURL)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, name)
@@ -581,15 +572,7 @@ func testNatsCLISourcing(t *testing.T, cli natsCLI, want jetstream.StreamConfig)
 	mu.Unlock()
 
 	// Sourcing kept the subjects.
-	nc, err := nats.Connect(central.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t, central.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, "PROMETHEUS")

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -29,14 +28,8 @@ type jsBench struct {
 func newJSBench(t *testing.T) *jsBench {
 	t.Helper()
 	b := &jsBench{nats: testenv.NATS(t, embedded.NATSOptions{})}
-	nc, err := nats.Connect(b.nats.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if b.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	b.js = testenv.JetStream(t, b.nats.URL())
+	var err error
 	b.s, err = b.js.CreateStream(t.Context(), jetstream.StreamConfig{
 		Name: "PROMETHEUS", Subjects: []string{"prometheus.>"}, MaxMsgsPerSubject: 1,
 	})

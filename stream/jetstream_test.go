@@ -12,7 +12,6 @@ import (
 	"time"
 
 	natsd "github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -160,14 +159,8 @@ func TestJetStreamRetriedPublishIsStoredOnce(t *testing.T) {
 
 func TestJetStreamExistingStreamIsNotChanged(t *testing.T) {
 	n := testenv.NATS(t, embedded.NATSOptions{})
-	nc, err := nats.Connect(n.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	// An operator's stream, with other settings and a subject prefix of
-	// the same subjects.
+	js := testenv.JetStream(t, n.URL())
+	// An operator's stream: the same subjects, other settings.
 	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
 		Name: "PROMETHEUS", Subjects: []string{"prometheus.>"}, MaxMsgsPerSubject: 5, Storage: jetstream.MemoryStorage,
 	}); err != nil {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	natsd "github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -249,15 +248,7 @@ func TestStreamSourcingTopology(t *testing.T) {
 	}
 
 	// The operator's central stream, as `nats stream add` makes it.
-	nc, err := nats.Connect(central.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t, central.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	centralStream, err := js.CreateStream(ctx, jetstream.StreamConfig{

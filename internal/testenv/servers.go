@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/choria-io/prometheus-streams/embedded"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Streaming starts an in-process NATS Streaming server for the length of
@@ -47,4 +49,21 @@ func NATS(t testing.TB, opts embedded.NATSOptions) *embedded.NATS {
 	}
 	t.Cleanup(n.Shutdown)
 	return n
+}
+
+// JetStream connects to the NATS server at url for the length of the test
+// and returns its JetStream API, for a test to create, inspect or publish
+// as an operator (or a hostile client) would.
+func JetStream(t testing.TB, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream on %s: %v", url, err)
+	}
+	return js
 }
