@@ -261,6 +261,34 @@ func TestREADMEExampleIsValid(t *testing.T) {
 	}
 }
 
+// TestCheckConfigPrintsTheJetStreamTransport checks that check-config
+// names the stream, the subjects, what the poller creates and the
+// receiver's consumers of a JetStream file, and the channel of a 1.0 one.
+func TestCheckConfigPrintsTheJetStreamTransport(t *testing.T) {
+	file := writeFile(t, "max_age: 2m\nmonitor_port: 10000\nserve_targets: true\n"+
+		"poller_stream: {urls: 'nats://a:4222', stream: PROMETHEUS, domain: central}\n"+
+		"receiver_stream: {urls: 'nats://b:4222', stream: PROMETHEUS, consumer: central-receivers, pinned_ttl: 3s}\n"+
+		"push_gateway: {url: 'http://pgw:9091'}\njobs:\n  node:\n    targets: [{url: 'http://n:9100/metrics'}]\n")
+	code, out, errOut := runCmd(t, "check-config", "--config", file)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"poller: JetStream stream PROMETHEUS (domain central), subjects prometheus.<publisher>.<job>.<instance>",
+		"poller: creates the stream when missing: max_msgs_per_subject 1, max_age 2m, storage file, replicas 1, max_bytes unlimited",
+		"receiver: push_gateway consumes the durable consumer central-receivers shared by every receiver of this configuration (pinned, pinned_ttl 3s",
+		"receiver: serve_targets follows the stream with an ordered consumer of its own",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check-config does not print %q:\n%s", want, out)
+		}
+	}
+	v1 := writeFile(t, "poller_stream: {cluster_id: c, urls: nats://x:4222, topic: t}\njobs:\n  n: {targets: [{url: 'http://n:9100/metrics'}]}\n")
+	if _, out, _ := runCmd(t, "check-config", "--config", v1); !strings.Contains(out, "poller: NATS Streaming cluster c, channel t") {
+		t.Errorf("check-config of a 1.0 file does not name its channel:\n%s", out)
+	}
+}
+
 func TestCheckConfigListsFileSDTargets(t *testing.T) {
 	file := writeFile(t, "poller_stream: {cluster_id: c, urls: nats://x:4222, topic: t}\n"+
 		"jobs:\n  node:\n    targets: [{name: static1, url: 'http://s:9100/metrics'}]\n    file_sd_configs: [{files: [targets/*.yml]}]\n")
