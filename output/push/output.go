@@ -69,8 +69,6 @@ type Output struct {
 	book    *book // the families in the Pushgateway, for the consistency check
 	now     func() time.Time
 	turn    *turn
-	// seeded is closed once Run's first read of the Pushgateway ended.
-	seeded chan struct{}
 	// groupLabels are the grouping key's label names besides job.
 	groupLabels []string
 
@@ -139,7 +137,6 @@ func New(opts Options, push *pushgateway.Client, logger *slog.Logger, reg promet
 		book:           newBook(),
 		now:            time.Now,
 		turn:           newTurn(),
-		seeded:         make(chan struct{}),
 		pushFailLog:    rate.Sometimes{Interval: time.Minute},
 		conflictLog:    rate.Sometimes{Interval: time.Minute},
 		controlFailLog: rate.Sometimes{Interval: time.Minute},
@@ -184,9 +181,11 @@ func (r *Output) ReplayDone() {}
 func (r *Output) Run(ctx context.Context) error {
 	// Before the first push: the consistency check must know what the
 	// Pushgateway already holds. Scrapes arriving meanwhile wait in the
-	// scheduler, latest-wins.
-	r.seedBook(ctx)
-	close(r.seeded)
+	// scheduler, latest-wins. A standby reads it when its turn begins
+	// (Resync), not now: by then it would be out of date anyway.
+	if r.turn.start() {
+		r.seedBook(ctx)
+	}
 	var wg sync.WaitGroup
 	for range r.opts.Concurrency {
 		wg.Go(func() { r.work(ctx) })
@@ -200,14 +199,13 @@ func (r *Output) Run(ctx context.Context) error {
 // another one (a JetStream failover): the consistency check forgets what
 // it knew and reads the Pushgateway again, and the groups watched are read
 // again, so what the other one pushed, changed or deleted since this
-// receiver started is known, and pushes wait until it is. It returns at once: the read runs beside the deliveries, which
-// queue meanwhile. A turn that begins while Run's first read is still
-// under way needs no second one.
+// receiver started is known, and pushes wait until it is. It returns at
+// once: the read runs beside the deliveries, which queue meanwhile. A turn
+// that begins before Run started needs no read of its own: Run's first
+// read is it.
 func (r *Output) Resync(ctx context.Context) {
-	done := r.turn.begin()
-	select {
-	case <-r.seeded:
-	default:
+	done, read := r.turn.begin()
+	if !read {
 		done()
 		return
 	}

@@ -14,9 +14,10 @@ import (
 // the Pushgateway again, so its consistency check knows what the other
 // pushed, before it pushes.
 type turn struct {
-	mu     sync.Mutex
-	active bool
-	ready  chan struct{} // closed while no Resync runs
+	mu      sync.Mutex
+	active  bool
+	started bool          // Run has decided whether it reads the Pushgateway
+	ready   chan struct{} // closed while no Resync runs
 }
 
 func newTurn() *turn {
@@ -40,16 +41,28 @@ func (t *turn) wait(ctx context.Context) bool {
 	return t.active
 }
 
-// begin starts a turn whose pushes wait for the returned function to be
-// called.
-func (t *turn) begin() (done func()) {
+// start is called once by Run before its first read of the Pushgateway:
+// it reports whether Run reads it now (the output is active), or leaves it
+// to the turn that begins later.
+func (t *turn) start() (read bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.started = true
+	return t.active
+}
+
+// begin starts a turn whose pushes wait for the returned function to be
+// called; read reports whether the turn must read the Pushgateway itself
+// (Run has started: otherwise Run's first read serves the turn).
+func (t *turn) begin() (done func(), read bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	read = t.started
 	t.active = true
 	ready := make(chan struct{})
 	t.ready = ready
 	var once sync.Once
-	return func() { once.Do(func() { close(ready) }) }
+	return func() { once.Do(func() { close(ready) }) }, read
 }
 
 // end ends the turn: nothing more is pushed until the next begins.
