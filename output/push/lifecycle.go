@@ -54,7 +54,9 @@ func (r *Output) lifecycle(ctx context.Context) {
 			deleteBefore = now.Add(-live.DeleteAfter)
 		}
 		downBefore := now.Add(-live.DownAfter)
-		if r.sched.due(downBefore, deleteBefore) {
+		// A standby acts on no group, so it need not read the Pushgateway
+		// to learn whether the active receiver pushed them.
+		if r.turn.current() && r.sched.due(downBefore, deleteBefore) {
 			// Before acting, learn whether someone else (another receiver
 			// on the same Pushgateway) pushed these groups meanwhile.
 			r.refresh(ctx)

@@ -51,6 +51,14 @@ func (t *turn) start() (read bool) {
 	return t.active
 }
 
+// current reports whether it is this output's turn (a Resync may still
+// run).
+func (t *turn) current() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.active
+}
+
 // begin starts a turn whose pushes wait for the returned function to be
 // called; read reports whether the turn must read the Pushgateway itself
 // (Run has started: otherwise Run's first read serves the turn).
