@@ -1,4 +1,6 @@
 // Package prometheusstreams carries Prometheus scrapes from remote data
-// centres to a central Pushgateway over NATS Streaming. The binary lives in
-// cmd/prometheus-streams; the packages below it each do one job.
+// centres over NATS (JetStream, or NATS Streaming for 1.0 users) to a
+// central Pushgateway or to the central Prometheus itself. The binary lives
+// in cmd/prometheus-streams; the packages below it each do one job, and
+// docs/architecture.md maps them.
 package prometheusstreams

@@ -1,5 +1,6 @@
 // Command prometheus-streams carries Prometheus scrapes from remote data
-// centres to a central Pushgateway over NATS Streaming: `poller` in each DC,
+// centres over NATS (JetStream, or NATS Streaming for 1.0 users) to a
+// central Pushgateway or to the central Prometheus: `poller` in each DC,
 // `receiver` centrally, `demo` for the whole pipeline in one process.
 package main
 
@@ -76,7 +77,7 @@ func newRootCmd(stdout, stderr io.Writer, hup <-chan os.Signal) *cobra.Command {
 	g := &globalFlags{hup: hup}
 	root := &cobra.Command{
 		Use:           "prometheus-streams",
-		Short:         "Carry Prometheus scrapes from remote data centres to a central Pushgateway over NATS Streaming",
+		Short:         "Carry Prometheus scrapes from remote data centres to a central Prometheus over NATS",
 		Version:       version.Info(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
