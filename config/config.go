@@ -55,12 +55,8 @@ var DefaultConfig = Config{
 	LogFormat:      LogFormatText,
 	Compression:    CompressionSnappy,
 	ScrapeInterval: Duration(60 * time.Second),
-	BodySizeLimit:  16 << 20,
+	BodySizeLimit:  DefaultBodySizeLimit,
 }
-
-// maxDefaultScrapeTimeout caps the derived scrape_timeout default, as
-// Prometheus does.
-const maxDefaultScrapeTimeout = 10 * time.Second
 
 // Config is the whole file. Sections that are absent are nil.
 type Config struct {

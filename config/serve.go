@@ -14,12 +14,12 @@ import (
 // it; it is never modified.
 var DefaultServeConfig = ServeConfig{
 	PublisherLabel:       true,
-	PublisherLabelName:   "publisher",
-	DeleteAfter:          Duration(time.Hour),
-	MaxGroups:            100000,
-	MaxBytes:             1 << 30,
-	MaxConcurrentScrapes: 64,
-	WriteTimeout:         Duration(10 * time.Second),
+	PublisherLabelName:   DefaultPublisherLabelName,
+	DeleteAfter:          Duration(DefaultServeDeleteAfter),
+	MaxGroups:            DefaultServeMaxGroups,
+	MaxBytes:             DefaultServeMaxBytes,
+	MaxConcurrentScrapes: DefaultServeMaxConcurrentScrapes,
+	WriteTimeout:         Duration(DefaultServeWriteTimeout),
 }
 
 // ServeConfig is how the receiver serves targets (serve_targets: true): it
@@ -94,7 +94,7 @@ func (c *Config) finishServe(k *checker) {
 	// is still current.
 	switch d := c.Serve.DeleteAfter; {
 	case !k.explicit(p.with("delete_after")):
-		c.Serve.DeleteAfter = max(d, c.MaxAge)
+		c.Serve.DeleteAfter = Duration(DerivedServeDeleteAfter(time.Duration(c.MaxAge)))
 	case d < c.MaxAge:
 		k.errorf(p.with("delete_after"), "%s is shorter than max_age %s", d, c.MaxAge)
 	}

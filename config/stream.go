@@ -16,15 +16,13 @@ import (
 // DefaultStreamConfig holds the defaults of poller_stream and
 // receiver_stream. UnmarshalYAML copies it; it is never modified.
 var DefaultStreamConfig = StreamConfig{
-	MaxInflight:    64,
-	AckWait:        Duration(30 * time.Second),
-	ConnectTimeout: Duration(5 * time.Second),
+	MaxInflight:    DefaultMaxInflight,
+	AckWait:        Duration(DefaultAckWait),
+	ConnectTimeout: Duration(DefaultConnectTimeout),
 	Replicas:       1,
 	Storage:        StorageFile,
-	// The stream package's DefaultConsumer and DefaultPinnedTTL: config
-	// imports nothing of ours (DESIGN.md).
-	Consumer:  "prometheus-streams",
-	PinnedTTL: Duration(5 * time.Second),
+	Consumer:       DefaultConsumer,
+	PinnedTTL:      Duration(DefaultPinnedTTL),
 }
 
 // JetStream storage types accepted by storage.
@@ -39,9 +37,6 @@ const DefaultJetStreamTopic = "prometheus"
 
 // natsName is what JetStream accepts as a stream or consumer name.
 var natsName = regexp.MustCompile(`^[^.*>/\\\s]+$`)
-
-// minAckWait is NATS Streaming's smallest ack wait.
-const minAckWait = time.Second
 
 // StreamConfig is a stream connection: poller_stream (publish) or
 // receiver_stream (durable subscribe). With stream (and no cluster_id) it
@@ -160,9 +155,8 @@ func (s *StreamConfig) check(k *checker, p keyPath, identity string) {
 	if s.MaxBytes < 0 {
 		k.errorf(p.with("max_bytes"), "must not be negative")
 	}
-	if time.Duration(s.PinnedTTL) < 2*time.Second {
-		// The stream package's MinPinnedTTL.
-		k.errorf(p.with("pinned_ttl"), "must be at least 2s (the active receiver pulls every half of it, and 1s is the shortest pull)")
+	if time.Duration(s.PinnedTTL) < MinPinnedTTL {
+		k.errorf(p.with("pinned_ttl"), "must be at least %s (the active receiver pulls every half of it, and 1s is the shortest pull)", Duration(MinPinnedTTL))
 	}
 	if s.ClientID != "" && !clientIDPattern.MatchString(s.ClientID) {
 		k.errorf(p.with("client_id"), "%q may contain only letters, digits, _ and -", s.ClientID)
@@ -175,8 +169,8 @@ func (s *StreamConfig) check(k *checker, p keyPath, identity string) {
 	if s.MaxInflight < 1 {
 		k.errorf(p.with("max_inflight"), "must be at least 1")
 	}
-	if time.Duration(s.AckWait) < minAckWait {
-		k.errorf(p.with("ack_wait"), "must be at least %s", Duration(minAckWait))
+	if time.Duration(s.AckWait) < MinAckWait {
+		k.errorf(p.with("ack_wait"), "must be at least %s", Duration(MinAckWait))
 	}
 	if s.ConnectTimeout <= 0 {
 		k.errorf(p.with("connect_timeout"), "must be greater than 0")
@@ -307,9 +301,9 @@ func normalizeNATSURL(s string) (string, error) {
 // DefaultPushGatewayConfig holds the defaults of push_gateway.
 // UnmarshalYAML copies it; it is never modified.
 var DefaultPushGatewayConfig = PushGatewayConfig{
-	PublisherLabelName: "publisher",
-	Timeout:            Duration(10 * time.Second),
-	Concurrency:        4,
+	PublisherLabelName: DefaultPublisherLabelName,
+	Timeout:            Duration(DefaultPushTimeout),
+	Concurrency:        DefaultPushConcurrency,
 	DeleteAfter:        Duration(24 * time.Hour),
 	HTTPClientConfig:   commoncfg.DefaultHTTPClientConfig,
 }
@@ -330,7 +324,7 @@ type PushGatewayConfig struct {
 	// DownAfter is how long a group may go without a new scrape before the
 	// receiver replaces it with up 0, so a target that disappeared (removed
 	// from its poller, or its whole DC silent) does not look current
-	// forever. Default: twice max_age, derived in finish.
+	// forever. Default: DerivedDownAfter(max_age), applied in finish.
 	DownAfter Duration `yaml:"down_after"`
 	// DeleteAfter is how long a group may go without a new scrape before
 	// the receiver deletes it from the Pushgateway; 0 keeps it (as up 0).

@@ -59,7 +59,7 @@ func (c *Config) finish() error {
 	if c.PushGateway != nil {
 		c.PushGateway.check(k, keyPath{"push_gateway"})
 		if c.PushGateway.DownAfter == 0 {
-			c.PushGateway.DownAfter = 2 * c.MaxAge
+			c.PushGateway.DownAfter = Duration(DerivedDownAfter(time.Duration(c.MaxAge)))
 		}
 		if d := c.PushGateway.DeleteAfter; d != 0 && d < c.PushGateway.DownAfter {
 			k.errorf(keyPath{"push_gateway", "delete_after"}, "%s is shorter than down_after %s", d, c.PushGateway.DownAfter)
@@ -96,7 +96,7 @@ func (c *Config) checkGlobals(k *checker) {
 	}
 	switch {
 	case !k.explicit(keyPath{"scrape_timeout"}):
-		c.ScrapeTimeout = Duration(min(interval, maxDefaultScrapeTimeout))
+		c.ScrapeTimeout = Duration(DerivedScrapeTimeout(interval))
 	case c.ScrapeTimeout <= 0:
 		k.errorf(keyPath{"scrape_timeout"}, "must be greater than 0")
 	case interval > 0 && time.Duration(c.ScrapeTimeout) > interval:
@@ -106,9 +106,9 @@ func (c *Config) checkGlobals(k *checker) {
 		// 1.0 read max_age 0 (or none) as "no limit"; a stale scrape is now
 		// always dropped, so 0 takes the default rather than failing a 1.0 file.
 		if k.explicit(keyPath{"max_age"}) {
-			k.warnf(keyPath{"max_age"}, "0 meant no age limit in 1.0; using the default of twice scrape_interval (%s)", Duration(2*interval))
+			k.warnf(keyPath{"max_age"}, "0 meant no age limit in 1.0; using the default of twice scrape_interval (%s)", Duration(DerivedMaxAge(interval)))
 		}
-		c.MaxAge = Duration(2 * interval)
+		c.MaxAge = Duration(DerivedMaxAge(interval))
 	}
 	if c.MonitorPort < 0 || c.MonitorPort > 65535 {
 		k.errorf(keyPath{"monitor_port"}, "must be between 0 (off) and 65535, not %d", c.MonitorPort)

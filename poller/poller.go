@@ -19,6 +19,20 @@ import (
 	"github.com/choria-io/prometheus-streams/stream"
 )
 
+// Defaults of the zero fields of Options. Those the configuration also has
+// are declared once, in config and stream, which the poller imports anyway.
+const (
+	// DefaultBodyLimit is BodyLimit's default (body_size_limit).
+	DefaultBodyLimit = config.DefaultBodySizeLimit
+	// DefaultMaxInflight is MaxInflight's default: the publisher's own
+	// window (max_inflight), which the poller must not exceed.
+	DefaultMaxInflight = stream.DefaultMaxInflight
+	// DefaultShutdownGrace is ShutdownGrace's default.
+	DefaultShutdownGrace = 5 * time.Second
+	// DefaultUserAgent is UserAgent's default.
+	DefaultUserAgent = "prometheus-streams"
+)
+
 // Options configures a Poller.
 type Options struct {
 	// Identity is the publisher name carried in every envelope.
@@ -28,7 +42,8 @@ type Options struct {
 	Targets  []config.Target
 	Interval time.Duration
 	// Timeout bounds one scrape; it is sent to the target in
-	// X-Prometheus-Scrape-Timeout-Seconds.
+	// X-Prometheus-Scrape-Timeout-Seconds. Zero, or one longer than
+	// Interval, is config.DerivedScrapeTimeout(Interval).
 	Timeout time.Duration
 	// BodyLimit is the most bytes read of a scrape body.
 	BodyLimit int64
@@ -98,16 +113,16 @@ func New(opts Options, pub stream.Publisher, logger *slog.Logger, reg prometheus
 	}
 	opts.Timeout = scrapeTimeout(opts.Interval, opts.Timeout)
 	if opts.BodyLimit <= 0 {
-		opts.BodyLimit = 16 << 20
+		opts.BodyLimit = DefaultBodyLimit
 	}
 	if opts.MaxInflight <= 0 {
-		opts.MaxInflight = 64
+		opts.MaxInflight = DefaultMaxInflight
 	}
 	if opts.ShutdownGrace <= 0 {
-		opts.ShutdownGrace = 5 * time.Second
+		opts.ShutdownGrace = DefaultShutdownGrace
 	}
 	if opts.UserAgent == "" {
-		opts.UserAgent = "prometheus-streams"
+		opts.UserAgent = DefaultUserAgent
 	}
 	var zenc *envelope.ZstdEncoder
 	switch opts.Codec {
@@ -154,11 +169,11 @@ func New(opts Options, pub stream.Publisher, logger *slog.Logger, reg prometheus
 	return p, nil
 }
 
-// scrapeTimeout is timeout, or when it is not within (0, interval] the
-// default Prometheus derives: the interval, at most 10s.
+// scrapeTimeout is timeout, or when it is not within (0, interval]
+// scrape_timeout's default for interval, by config's rule.
 func scrapeTimeout(interval, timeout time.Duration) time.Duration {
 	if timeout <= 0 || timeout > interval {
-		return min(interval, 10*time.Second)
+		return config.DerivedScrapeTimeout(interval)
 	}
 	return timeout
 }

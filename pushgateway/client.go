@@ -17,12 +17,15 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/choria-io/prometheus-streams/config"
 )
 
 const (
 	// DefaultTimeout bounds each request when Options.HTTPClient is nil
-	// and Options.Timeout is zero.
-	DefaultTimeout = 10 * time.Second
+	// and Options.Timeout is zero: push_gateway.timeout's default, which
+	// config declares (config imports nothing of ours).
+	DefaultTimeout = config.DefaultPushTimeout
 	// DefaultUserAgent is sent when Options.UserAgent is empty.
 	DefaultUserAgent = "prometheus-streams"
 

@@ -14,25 +14,27 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/choria-io/prometheus-streams/config"
 	"github.com/choria-io/prometheus-streams/internal/backoff"
 )
 
-// JetStream defaults, which config refers to.
+// JetStream defaults. Those the configuration also has are config's (see
+// DefaultConnectTimeout).
 const (
 	// DefaultConsumer is the durable consumer every receiver of one
-	// configuration shares for the Pushgateway output.
-	DefaultConsumer = "prometheus-streams"
+	// configuration shares for the Pushgateway output (consumer).
+	DefaultConsumer = config.DefaultConsumer
 	// DefaultPinnedTTL is how long the server waits for the active
 	// receiver's next pull before it hands the consumer to a standby: the
-	// bulk of a failover's pause.
-	DefaultPinnedTTL = 5 * time.Second
+	// bulk of a failover's pause (pinned_ttl).
+	DefaultPinnedTTL = config.DefaultPinnedTTL
 	// PriorityGroup is the priority group the receivers pull in.
 	PriorityGroup = "receivers"
 	// MinPinnedTTL is the shortest PinnedTTL: the active receiver's pulls
 	// expire after half of it so that it keeps the pin, and nats.go's
 	// shortest pull expiry is 1s. With a shorter one the pin moves
 	// between live receivers.
-	MinPinnedTTL = 2 * time.Second
+	MinPinnedTTL = config.MinPinnedTTL
 )
 
 // JSOptions configures a JetStream connection.

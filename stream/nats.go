@@ -17,6 +17,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/choria-io/prometheus-streams/config"
 )
 
 // natsAuth is what both transports need to reach NATS: the servers, TLS
@@ -186,22 +188,32 @@ func connBasics(role string, logger *slog.Logger, reg prometheus.Registerer) (*s
 	return logger, m, err
 }
 
-// Defaults of both transports' options.
+// Defaults of both transports' options. Those a stream section of the
+// configuration also has are config's, declared there once: config
+// imports nothing of ours, so the library refers to it.
 const (
-	DefaultConnectTimeout = 5 * time.Second
-	DefaultAckWait        = 30 * time.Second
-	DefaultMaxInflight    = 64
-	DefaultBackoffMin     = 250 * time.Millisecond
-	DefaultBackoffMax     = 15 * time.Second
+	// DefaultConnectTimeout is ConnectTimeout's default (connect_timeout).
+	DefaultConnectTimeout = config.DefaultConnectTimeout
+	// DefaultAckWait is AckWait's default (ack_wait).
+	DefaultAckWait = config.DefaultAckWait
+	// MinAckWait is the shortest AckWait, NATS Streaming's; a shorter
+	// one is taken for unset.
+	MinAckWait = config.MinAckWait
+	// DefaultMaxInflight is MaxInflight's default (max_inflight).
+	DefaultMaxInflight = config.DefaultMaxInflight
+	// DefaultBackoffMin and DefaultBackoffMax are BackoffMin's and
+	// BackoffMax's defaults.
+	DefaultBackoffMin = 250 * time.Millisecond
+	DefaultBackoffMax = 15 * time.Second
 )
 
-// defaultTimings fills in the zero (or, for an ack wait, sub-second)
+// defaultTimings fills in the zero (or, for an ack wait, too short)
 // settings both transports share.
 func defaultTimings(connect, ackWait *time.Duration, maxInflight *int, backoffMin, backoffMax *time.Duration) {
 	if *connect <= 0 {
 		*connect = DefaultConnectTimeout
 	}
-	if *ackWait < time.Second {
+	if *ackWait < MinAckWait {
 		*ackWait = DefaultAckWait
 	}
 	if *maxInflight <= 0 {

@@ -60,6 +60,15 @@ type STANOptions struct {
 	Token string
 }
 
+// NATS Streaming's defaults: a dead server is noticed after 10s without
+// an answer to a ping.
+const (
+	// DefaultPingInterval is PingInterval's default, in seconds.
+	DefaultPingInterval = 2
+	// DefaultPingMaxOut is PingMaxOut's default.
+	DefaultPingMaxOut = 5
+)
+
 func (o *STANOptions) applyDefaults() error {
 	if len(o.URLs) == 0 || o.ClusterID == "" || o.ClientID == "" || o.Channel == "" {
 		return errors.New("stream: urls, cluster_id, client_id and topic are required")
@@ -69,10 +78,10 @@ func (o *STANOptions) applyDefaults() error {
 	}
 	defaultTimings(&o.ConnectTimeout, &o.AckWait, &o.MaxInflight, &o.BackoffMin, &o.BackoffMax)
 	if o.PingInterval <= 0 {
-		o.PingInterval = 2
+		o.PingInterval = DefaultPingInterval
 	}
 	if o.PingMaxOut <= 0 {
-		o.PingMaxOut = 5
+		o.PingMaxOut = DefaultPingMaxOut
 	}
 	return nil
 }

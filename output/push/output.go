@@ -16,9 +16,29 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/choria-io/prometheus-streams/config"
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/output"
 	"github.com/choria-io/prometheus-streams/pushgateway"
+)
+
+// Defaults of the zero fields of Options. Those push_gateway also has are
+// config's, declared there once: config imports nothing of ours, so the
+// output refers to it.
+const (
+	// DefaultBodyLimit is BodyLimit's default (body_size_limit).
+	DefaultBodyLimit = config.DefaultBodySizeLimit
+	// DefaultConcurrency is Concurrency's default (concurrency).
+	DefaultConcurrency = config.DefaultPushConcurrency
+	// DefaultPublisherLabelName is PublisherLabelName's default
+	// (publisher_label_name).
+	DefaultPublisherLabelName = config.DefaultPublisherLabelName
+	// DefaultPushTimeout is PushTimeout's default (timeout).
+	DefaultPushTimeout = config.DefaultPushTimeout
+	// DefaultRetryMin and DefaultRetryMax are RetryMin's and RetryMax's
+	// defaults.
+	DefaultRetryMin = 250 * time.Millisecond
+	DefaultRetryMax = 10 * time.Second
 )
 
 // Options configures an Output.
@@ -43,7 +63,8 @@ type Options struct {
 	// is replaced with up 0; DeleteAfter, before it is deleted from the
 	// Pushgateway (0: never). The Pushgateway never forgets a group by
 	// itself, so without these a target that disappeared would look
-	// current forever.
+	// current forever. A zero DownAfter is
+	// config.DerivedDownAfter(MaxAge), as down_after's default is.
 	DownAfter, DeleteAfter time.Duration
 }
 
@@ -91,25 +112,25 @@ func New(opts Options, push *pushgateway.Client, logger *slog.Logger, reg promet
 		return nil, errors.New("push output: max_age must be positive")
 	}
 	if opts.BodyLimit <= 0 {
-		opts.BodyLimit = 16 << 20
+		opts.BodyLimit = DefaultBodyLimit
 	}
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = 4
+		opts.Concurrency = DefaultConcurrency
 	}
 	if opts.PublisherLabelName == "" {
-		opts.PublisherLabelName = "publisher"
+		opts.PublisherLabelName = DefaultPublisherLabelName
 	}
 	if opts.RetryMin <= 0 {
-		opts.RetryMin = 250 * time.Millisecond
+		opts.RetryMin = DefaultRetryMin
 	}
 	if opts.RetryMax <= 0 {
-		opts.RetryMax = 10 * time.Second
+		opts.RetryMax = DefaultRetryMax
 	}
 	if opts.PushTimeout <= 0 {
-		opts.PushTimeout = 10 * time.Second
+		opts.PushTimeout = DefaultPushTimeout
 	}
 	if opts.DownAfter <= 0 {
-		opts.DownAfter = 2 * opts.MaxAge
+		opts.DownAfter = config.DerivedDownAfter(opts.MaxAge)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -146,14 +167,14 @@ func New(opts Options, push *pushgateway.Client, logger *slog.Logger, reg promet
 	return r, nil
 }
 
-// SetLive replaces the live settings, with New's defaults for zero ones
-// (DownAfter twice MaxAge). Safe for concurrent use.
+// SetLive replaces the live settings, with New's default for a zero
+// DownAfter (config.DerivedDownAfter). Safe for concurrent use.
 func (r *Output) SetLive(l Live) error {
 	if l.MaxAge <= 0 {
 		return errors.New("push output: max_age must be positive")
 	}
 	if l.DownAfter <= 0 {
-		l.DownAfter = 2 * l.MaxAge
+		l.DownAfter = config.DerivedDownAfter(l.MaxAge)
 	}
 	if l.DeleteAfter < 0 {
 		return errors.New("push output: delete_after must not be negative")

@@ -17,20 +17,31 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/choria-io/prometheus-streams/config"
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/internal/bufpool"
 	"github.com/choria-io/prometheus-streams/output"
 )
 
-// Defaults for the zero values of Options, as config documents them.
+// Defaults for the zero values of Options. They are serve's and
+// body_size_limit's, declared once in config: config imports nothing of
+// ours, so the output refers to it.
 const (
-	DefaultPublisherLabelName   = "publisher"
-	DefaultDeleteAfter          = time.Hour
-	DefaultMaxGroups            = 100_000
-	DefaultMaxBytes             = 1 << 30
-	DefaultMaxConcurrentScrapes = 64
-	DefaultWriteTimeout         = 10 * time.Second
-	DefaultBodyLimit            = 16 << 20
+	// DefaultPublisherLabelName is PublisherLabelName's default.
+	DefaultPublisherLabelName = config.DefaultPublisherLabelName
+	// DefaultDeleteAfter is DeleteAfter's default while MaxAge is
+	// shorter: a zero DeleteAfter is config.DerivedServeDeleteAfter(MaxAge).
+	DefaultDeleteAfter = config.DefaultServeDeleteAfter
+	// DefaultMaxGroups is MaxGroups' default.
+	DefaultMaxGroups = config.DefaultServeMaxGroups
+	// DefaultMaxBytes is MaxBytes' default.
+	DefaultMaxBytes = config.DefaultServeMaxBytes
+	// DefaultMaxConcurrentScrapes is MaxConcurrentScrapes' default.
+	DefaultMaxConcurrentScrapes = config.DefaultServeMaxConcurrentScrapes
+	// DefaultWriteTimeout is WriteTimeout's default.
+	DefaultWriteTimeout = config.DefaultServeWriteTimeout
+	// DefaultBodyLimit is BodyLimit's default.
+	DefaultBodyLimit = config.DefaultBodySizeLimit
 )
 
 // Options configures an Output.
@@ -100,7 +111,7 @@ func New(opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Output,
 		opts.PublisherLabelName = DefaultPublisherLabelName
 	}
 	if opts.DeleteAfter <= 0 {
-		opts.DeleteAfter = max(DefaultDeleteAfter, opts.MaxAge)
+		opts.DeleteAfter = config.DerivedServeDeleteAfter(opts.MaxAge)
 	}
 	if opts.MaxGroups <= 0 {
 		opts.MaxGroups = DefaultMaxGroups
@@ -139,14 +150,14 @@ func New(opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Output,
 	return o, nil
 }
 
-// SetLive replaces the live settings; a zero DeleteAfter is New's default.
-// Safe for concurrent use.
+// SetLive replaces the live settings; a zero DeleteAfter is New's default
+// (config.DerivedServeDeleteAfter). Safe for concurrent use.
 func (o *Output) SetLive(l Live) error {
 	if l.MaxAge <= 0 {
 		return errors.New("serve output: max_age must be positive")
 	}
 	if l.DeleteAfter <= 0 {
-		l.DeleteAfter = max(DefaultDeleteAfter, l.MaxAge)
+		l.DeleteAfter = config.DerivedServeDeleteAfter(l.MaxAge)
 	}
 	o.live.Store(&l)
 	return nil
