@@ -417,16 +417,6 @@ func yamlFields(t reflect.Type) (fields map[string]reflect.Type, rest reflect.Ty
 	return fields, rest
 }
 
-// isInline reports whether the options of a yaml struct tag include inline.
-func isInline(opts string) bool {
-	for o := range strings.SplitSeq(opts, ",") {
-		if o == "inline" {
-			return true
-		}
-	}
-	return false
-}
-
 // describe names a node's kind for messages.
 func describe(n *yaml.Node) string {
 	switch n.Kind {
