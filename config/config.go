@@ -15,7 +15,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"reflect"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -146,11 +145,15 @@ type ManagementConfig struct {
 	Auth any `yaml:"auth,omitempty"`
 }
 
-// UnmarshalYAML implements yaml.Unmarshaler, starting from DefaultConfig.
-func (c *Config) UnmarshalYAML(value *yaml.Node) error {
+// UnmarshalYAML decodes the file over a copy of DefaultConfig. Every
+// section takes this func form, as Prometheus's config does: yaml.v3 runs
+// it within the same decoder, so Parse's KnownFields(true) reaches every
+// key, where the *yaml.Node form decodes with a fresh decoder that lets
+// unknown keys pass.
+func (c *Config) UnmarshalYAML(unmarshal func(any) error) error {
 	*c = DefaultConfig
 	type plain Config
-	return value.Decode((*plain)(c))
+	return unmarshal((*plain)(c))
 }
 
 // Load reads and parses the file at path; see Parse.
@@ -178,14 +181,13 @@ func Parse(data []byte, filename string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := newWalker(filename)
-	w.walk(root, reflect.TypeFor[Config](), nil)
-	if len(w.errs) > 0 {
-		return nil, errors.Join(w.errs...)
-	}
+	// The bytes are decoded again because a yaml.Node decodes without
+	// KnownFields, and nothing sets it there.
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
 	c := &Config{}
-	if err := root.Decode(c); err != nil {
-		return nil, w.decodeError(err)
+	if err := dec.Decode(c); err != nil {
+		return nil, decodeError(filename, root, err)
 	}
 	c.filename, c.node = filename, root
 	if err := c.finish(); err != nil {

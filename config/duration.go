@@ -21,18 +21,22 @@ type Duration time.Duration
 // maxSeconds is the largest integer number of seconds a time.Duration holds.
 const maxSeconds = math.MaxInt64 / int64(time.Second)
 
-// UnmarshalYAML implements yaml.Unmarshaler.
+// UnmarshalYAML implements yaml.Unmarshaler. Unlike the sections, the
+// leaves (Duration, ByteSize, URLList) take the *yaml.Node form: they need
+// the tag (an unquoted integer means seconds) and decode no keys, so the
+// fresh decoder it implies loses nothing. An error names no position:
+// Parse finds the key.
 func (d *Duration) UnmarshalYAML(value *yaml.Node) error {
 	if value.Kind != yaml.ScalarNode {
-		return &valueError{node: value, err: errors.New("must be a duration such as 60s or 1m30s, or an integer number of seconds")}
+		return errors.New("must be a duration such as 60s or 1m30s, or an integer number of seconds")
 	}
 	if value.ShortTag() == "!!int" {
 		var n int64
 		if err := value.Decode(&n); err != nil {
-			return &valueError{node: value, err: fmt.Errorf("invalid number of seconds %q", value.Value)}
+			return fmt.Errorf("invalid number of seconds %q", value.Value)
 		}
 		if n < 0 || n > maxSeconds {
-			return &valueError{node: value, err: fmt.Errorf("%d seconds is out of range", n)}
+			return fmt.Errorf("%d seconds is out of range", n)
 		}
 		*d = Duration(time.Duration(n) * time.Second)
 		return nil
@@ -45,12 +49,12 @@ func (d *Duration) UnmarshalYAML(value *yaml.Node) error {
 	// Fall back to Go's syntax so that 1.0 files (time.ParseDuration) keep working.
 	if td, terr := time.ParseDuration(value.Value); terr == nil {
 		if td < 0 {
-			return &valueError{node: value, err: fmt.Errorf("duration %q is negative", value.Value)}
+			return fmt.Errorf("duration %q is negative", value.Value)
 		}
 		*d = Duration(td)
 		return nil
 	}
-	return &valueError{node: value, err: fmt.Errorf("invalid duration %q: %w", value.Value, err)}
+	return fmt.Errorf("invalid duration %q: %w", value.Value, err)
 }
 
 // MarshalYAML implements yaml.Marshaler; the result parses back to the same value.
@@ -75,19 +79,19 @@ type ByteSize int64
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (b *ByteSize) UnmarshalYAML(value *yaml.Node) error {
 	if value.Kind != yaml.ScalarNode {
-		return &valueError{node: value, err: errors.New("must be a size such as 16MiB or an integer number of bytes")}
+		return errors.New("must be a size such as 16MiB or an integer number of bytes")
 	}
 	if value.ShortTag() == "!!int" {
 		var n int64
 		if err := value.Decode(&n); err != nil {
-			return &valueError{node: value, err: fmt.Errorf("invalid number of bytes %q", value.Value)}
+			return fmt.Errorf("invalid number of bytes %q", value.Value)
 		}
 		*b = ByteSize(n)
 		return nil
 	}
 	n, err := units.ParseBase2Bytes(value.Value)
 	if err != nil {
-		return &valueError{node: value, err: fmt.Errorf("invalid size %q: %w", value.Value, err)}
+		return fmt.Errorf("invalid size %q: %w", value.Value, err)
 	}
 	*b = ByteSize(n)
 	return nil

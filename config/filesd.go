@@ -6,7 +6,6 @@ import (
 	"time"
 
 	commoncfg "github.com/prometheus/common/config"
-	"gopkg.in/yaml.v3"
 )
 
 // DefaultFileSDConfig holds the defaults of a file_sd_configs entry, those
@@ -27,11 +26,11 @@ type FileSDConfig struct {
 	RefreshInterval Duration `yaml:"refresh_interval"`
 }
 
-// UnmarshalYAML implements yaml.Unmarshaler, starting from DefaultFileSDConfig.
-func (f *FileSDConfig) UnmarshalYAML(value *yaml.Node) error {
+// UnmarshalYAML decodes the section over a copy of DefaultFileSDConfig.
+func (f *FileSDConfig) UnmarshalYAML(unmarshal func(any) error) error {
 	*f = DefaultFileSDConfig
 	type plain FileSDConfig
-	return value.Decode((*plain)(f))
+	return unmarshal((*plain)(f))
 }
 
 // fileSDName is the pattern Prometheus's discovery/file accepts for a

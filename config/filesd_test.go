@@ -53,12 +53,12 @@ func TestFileSDConfigs(t *testing.T) {
 		{
 			name:    "unknown key",
 			input:   head + "    file_sd_configs:\n      - files: [/t/a.yml]\n        refresh: 1m\n",
-			wantErr: `dir/config.yaml:6: unknown key "refresh" in jobs.node.file_sd_configs[0]`,
+			wantErr: "dir/config.yaml:6: jobs.node.file_sd_configs[0].refresh: field refresh not found in type config.plain",
 		},
 		{
 			name:    "not a list",
 			input:   head + "    file_sd_configs: {files: [/t/a.yml]}\n",
-			wantErr: `dir/config.yaml:4: jobs.node.file_sd_configs: must be a list, not a mapping`,
+			wantErr: "dir/config.yaml:4: jobs.node.file_sd_configs: cannot unmarshal !!map into []config.FileSDConfig",
 		},
 	}
 	for _, tt := range tests {

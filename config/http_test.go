@@ -54,7 +54,7 @@ func TestHTTPClientErrors(t *testing.T) {
 		{
 			name:    "unknown key inside basic_auth",
 			input:   pg + "  basic_auth:\n    username: u\n    token: p\n",
-			wantErr: `config.yaml:5: unknown key "token" in push_gateway.basic_auth`,
+			wantErr: "config.yaml:5: push_gateway.basic_auth.token: field token not found in type config.plain",
 		},
 		{
 			name:    "basic_auth and authorization",
@@ -74,7 +74,7 @@ func TestHTTPClientErrors(t *testing.T) {
 		{
 			name:    "tls_config cert without key",
 			input:   "jobs:\n  node:\n    tls_config: {cert_file: c.pem}\n    targets: [{url: 'https://n:9100/metrics'}]\n",
-			wantErr: "config.yaml:3: jobs.node.tls_config: exactly one of key or key_file must be configured when a client certificate is configured",
+			wantErr: "config.yaml:3: jobs.node.tls_config.cert_file: exactly one of key or key_file must be configured when a client certificate is configured",
 		},
 		{
 			name:    "unknown min_version",
@@ -89,7 +89,7 @@ func TestHTTPClientErrors(t *testing.T) {
 		{
 			name:    "tls_config as a scalar",
 			input:   pg + "  tls_config: yes\n",
-			wantErr: `config.yaml:3: push_gateway.tls_config: must be a mapping of keys, not the value "yes"`,
+			wantErr: "config.yaml:3: push_gateway.tls_config: cannot unmarshal !!str `yes` into config.plain",
 		},
 		{
 			name:    "reserved header",
@@ -99,7 +99,7 @@ func TestHTTPClientErrors(t *testing.T) {
 		{
 			name:    "unknown key in a header",
 			input:   pg + "  http_headers:\n    X-Team: {value: [x]}\n",
-			wantErr: `config.yaml:4: unknown key "value" in push_gateway.http_headers.X-Team`,
+			wantErr: "config.yaml:4: push_gateway.http_headers.X-Team: field value not found in type config.Header",
 		},
 		{
 			name:    "proxy_connect_header without a proxy",
@@ -119,7 +119,7 @@ func TestHTTPClientErrors(t *testing.T) {
 		{
 			name:    "unknown key next to the HTTP client settings",
 			input:   pg + "  follow_redirect: false\n",
-			wantErr: `config.yaml:3: unknown key "follow_redirect" in push_gateway`,
+			wantErr: "config.yaml:3: push_gateway.follow_redirect: field follow_redirect not found in type config.plain",
 		},
 	}
 	for _, tt := range tests {

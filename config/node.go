@@ -3,9 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
-	"maps"
-	"reflect"
-	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -59,17 +57,6 @@ func posErrorf(file string, line int, p keyPath, format string, args ...any) err
 	}
 	return fmt.Errorf("%s: %s: "+format, append([]any{location(file, line), p}, args...)...)
 }
-
-// valueError is returned by the leaf unmarshalers (Duration, ByteSize,
-// URLList). It keeps the node so that Parse can name the key and line:
-// yaml.v3 passes the very node it decodes to UnmarshalYAML.
-type valueError struct {
-	node *yaml.Node
-	err  error
-}
-
-func (e *valueError) Error() string { return e.err.Error() }
-func (e *valueError) Unwrap() error { return e.err }
 
 // resolve follows aliases to the node they name. yaml.v3 refuses an anchor
 // that contains itself, but the loop is bounded anyway.
@@ -154,277 +141,183 @@ func find(root *yaml.Node, p keyPath) (line int, v *yaml.Node) {
 	return line, n
 }
 
-// walker checks the node tree against the Go types before decoding. It is
-// what makes unknown keys an error everywhere: yaml.v3's KnownFields applies
-// only to the Decoder it is set on and is lost inside every UnmarshalYAML
-// (Node.Decode starts a fresh decoder), and our sections need UnmarshalYAML
-// for their defaults. It also rejects duplicate keys and wrong shapes with
-// the key's path, and records where each value node sits so that decoding
-// errors can name the key too.
-type walker struct {
-	file    string
-	errs    []error
-	paths   map[*yaml.Node]keyPath
-	lines   map[int]keyPath // line -> path of a value starting there, scalars preferred
-	scalar  map[int]bool
-	seen    map[walkKey]bool
-	decoded map[walkKey]bool // nodes decodeCheck has tried, once per type
-}
-
-type walkKey struct {
-	n *yaml.Node
-	t reflect.Type
-}
-
-// maxWalkErrors bounds the report for a badly broken file.
-const maxWalkErrors = 20
-
-var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
-
-// v2UnmarshalerType is the yaml.v2 form of UnmarshalYAML, which yaml.v3
-// still honours. prometheus/common's HTTP client settings (tls_config,
-// oauth2, proxy_url, min_version...) implement it and check their values in
-// it.
-var v2UnmarshalerType = reflect.TypeFor[interface {
-	UnmarshalYAML(unmarshal func(any) error) error
-}]()
-
-func newWalker(file string) *walker {
-	return &walker{
-		file:    file,
-		paths:   map[*yaml.Node]keyPath{},
-		lines:   map[int]keyPath{},
-		scalar:  map[int]bool{},
-		seen:    map[walkKey]bool{},
-		decoded: map[walkKey]bool{},
+// decodeError places an error of the strict decoding of root, whose
+// messages yaml.v3 gives with at most a line, in this package's
+// "file:line: key.path: message" form. yaml.v3 itself reports unknown and
+// duplicate keys and wrong types, as *yaml.TypeError lines ("line 12: field
+// x not found in type config.plain"); each is prefixed with the key path
+// written on its line. Any other error aborted the decoding without a
+// position: a bad value refused by an UnmarshalYAML, ours (Duration,
+// URLList...) or prometheus/common's (tls_config, proxy_url...); locate
+// finds its key.
+func decodeError(file string, root *yaml.Node, err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		line, p := locate(root, err.Error())
+		return posErrorf(file, line, p, "%w", err)
 	}
-}
-
-func (w *walker) errorf(line int, p keyPath, format string, args ...any) {
-	if len(w.errs) < maxWalkErrors {
-		w.errs = append(w.errs, posErrorf(w.file, line, p, format, args...))
-	}
-}
-
-// walk checks n against type t at path p.
-func (w *walker) walk(n *yaml.Node, t reflect.Type, p keyPath) {
-	n = resolve(n)
-	if n == nil {
-		return
-	}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	// Shared anchors are checked once per type: an alias bomb would
-	// otherwise cost exponential time here, and an error in an anchor
-	// would be reported at every alias.
-	if w.seen[walkKey{n, t}] {
-		return
-	}
-	w.seen[walkKey{n, t}] = true
-	w.record(n, p)
-	if isNull(n) {
-		return
-	}
-	switch t.Kind() {
-	case reflect.Struct:
-		if n.Kind != yaml.MappingNode && w.scalarForm(n, t) {
-			return // a struct written as a scalar, such as proxy_url
+	lines := map[int]lineKey{}
+	indexLines(lines, root, nil)
+	seen := map[string]bool{}
+	errs := make([]error, 0, len(te.Errors))
+	for _, msg := range te.Errors {
+		// An anchor merged with << is decoded, and its errors reported,
+		// once where it is written and once more for every merge.
+		if seen[msg] {
+			continue
 		}
-		w.walkStruct(n, t, p)
-	case reflect.Map:
-		w.walkMap(n, t, p)
-	case reflect.Slice:
-		if reflect.PointerTo(t).Implements(unmarshalerType) {
-			// A leaf such as URLList checks its own shape; its items are
-			// recorded so that its errors can name them.
-			if n.Kind == yaml.SequenceNode {
-				for i, item := range n.Content {
-					w.record(resolve(item), p.with(i))
-				}
-			}
-			return
-		}
-		if n.Kind != yaml.SequenceNode {
-			w.errorf(n.Line, p, "must be a list, not %s", describe(n))
-			return
-		}
-		for i, item := range n.Content {
-			w.walk(item, t.Elem(), p.with(i))
-		}
+		seen[msg] = true
+		line, text := splitLine(msg)
+		errs = append(errs, posErrorf(file, line, lines[line].path, "%s", text))
 	}
-	// Anything else is a leaf that yaml.v3 or our unmarshalers check; an
-	// interface (management.auth) accepts anything.
+	return errors.Join(errs...)
 }
 
-func (w *walker) record(n *yaml.Node, p keyPath) {
-	if n == nil {
-		return
-	}
-	if _, ok := w.paths[n]; !ok {
-		w.paths[n] = p
-	}
+// lineKey is the key path written on one line of the file.
+type lineKey struct {
+	path keyPath
+	// scalar is set when path comes from scalars (keys and values), which
+	// name a line better than the mapping or list that starts on it.
+	scalar bool
+}
+
+// indexLines records in lines the key path of every line of the tree at n,
+// whose path is p. yaml.v3's type errors give only a line, and this index
+// is the least that turns it into a key path. A line that holds several
+// keys ({a: 1, b: x}) gets the path they share, the enclosing mapping:
+// naming one of them could name the wrong one. Aliases are not followed: an
+// anchor's errors are reported where it is written.
+func indexLines(lines map[int]lineKey, n *yaml.Node, p keyPath) {
 	isScalar := n.Kind == yaml.ScalarNode
-	if _, ok := w.lines[n.Line]; !ok || (isScalar && !w.scalar[n.Line]) {
-		w.lines[n.Line] = p
-		w.scalar[n.Line] = isScalar
+	switch old, ok := lines[n.Line]; {
+	case !ok || isScalar && !old.scalar:
+		lines[n.Line] = lineKey{path: p, scalar: isScalar}
+	case isScalar == old.scalar:
+		lines[n.Line] = lineKey{path: commonPrefix(old.path, p), scalar: isScalar}
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			kp := keyAt(p, n.Content[i])
+			indexLines(lines, n.Content[i], kp)
+			indexLines(lines, n.Content[i+1], kp)
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			indexLines(lines, item, p.with(i))
+		}
 	}
 }
 
-func (w *walker) walkStruct(n *yaml.Node, t reflect.Type, p keyPath) {
-	if n.Kind != yaml.MappingNode {
-		w.errorf(n.Line, p, "must be a mapping of keys, not %s", describe(n))
-		return
+// keyAt returns the path of key k in the mapping at p. A merge key (<<)
+// and a key that is no scalar add nothing: what a merge brings in takes
+// effect at p, and a list or mapping written as a key has no name.
+func keyAt(p keyPath, k *yaml.Node) keyPath {
+	if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!merge" {
+		return p
 	}
-	fields, rest := yamlFields(t)
-	seen := map[string]int{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolve(n.Content[i]), n.Content[i+1]
-		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
-			for _, m := range mergeSources(v) {
-				w.walk(m, t, p)
+	return p.with(k.Value)
+}
+
+// commonPrefix returns the segments a and b start with.
+func commonPrefix(a, b keyPath) keyPath {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return a[:n:n]
+}
+
+// locate finds the key that makes decoding fail with msg, an error that
+// yaml.v3 returns without a line because an UnmarshalYAML refused a value.
+// Starting from root, it keeps only one child of the current mapping or
+// list (the rest of the file pruned) and descends into the first child
+// that alone still fails with msg. It stops at a scalar, at a node that
+// fails even when emptied (a list where a duration goes: the node itself is
+// wrong, not an item), and at a node whose children fail only together
+// (tls_config's ca and ca_file). It runs only for a file that failed.
+func locate(root *yaml.Node, msg string) (line int, p keyPath) {
+	// fails reports whether the file, with the node being narrowed
+	// replaced by n, still fails with msg.
+	fails := func(n *yaml.Node) bool {
+		err := n.Decode(&Config{})
+		return err != nil && err.Error() == msg
+	}
+	n, line := root, root.Line
+	// An alias is followed, so that a value merged in with << is placed
+	// under the key it merges into, but a node is entered once: an anchor
+	// may be merged into itself.
+	seen := map[*yaml.Node]bool{}
+	for {
+		n = resolve(n)
+		if n == nil || seen[n] {
+			return line, p
+		}
+		seen[n] = true
+		step := 1 // a list holds items
+		if n.Kind == yaml.MappingNode {
+			step = 2 // a mapping holds keys, each with its value
+		}
+		if (n.Kind != yaml.MappingNode && n.Kind != yaml.SequenceNode) || fails(withContent(n)) {
+			return line, p
+		}
+		i, inner := 0, fails
+		for ; i+step <= len(n.Content); i += step {
+			inner = keepOnly(fails, n, n.Content[i:i+step])
+			if inner(n.Content[i+step-1]) {
+				break
 			}
-			continue
 		}
-		if k.Kind != yaml.ScalarNode {
-			w.errorf(k.Line, p, "keys must be plain names, not %s", describe(k))
-			continue
+		if i+step > len(n.Content) {
+			return line, p
 		}
-		if first, dup := seen[k.Value]; dup {
-			w.errorf(k.Line, p.with(k.Value), "duplicate key (first at line %d)", first)
-			continue
+		line = n.Content[i].Line
+		if step == 2 {
+			p = keyAt(p, n.Content[i])
+		} else {
+			p = p.with(i)
 		}
-		seen[k.Value] = k.Line
-		ft, ok := fields[k.Value]
-		if !ok && rest != nil {
-			ft, ok = rest, true // a key of an inlined map (http_headers)
-		}
-		if !ok {
-			if len(p) == 0 {
-				w.errorf(k.Line, nil, "unknown key %q", k.Value)
-			} else {
-				w.errorf(k.Line, nil, "unknown key %q in %s", k.Value, p)
+		n, fails = n.Content[i+step-1], inner
+	}
+}
+
+// keepOnly returns fails for a copy of parent that keeps only the child
+// made of kept (a key and its value, or an item), with that child's last
+// node replaced by the node fails is given.
+func keepOnly(fails func(*yaml.Node) bool, parent *yaml.Node, kept []*yaml.Node) func(*yaml.Node) bool {
+	return func(sub *yaml.Node) bool {
+		c := append(slices.Clone(kept[:len(kept)-1]), sub)
+		return fails(withContent(parent, c...))
+	}
+}
+
+// withContent returns a copy of n with content as its children.
+func withContent(n *yaml.Node, content ...*yaml.Node) *yaml.Node {
+	c := *n
+	c.Content = content
+	return &c
+}
+
+// splitLine splits yaml.v3's "line 12: message" into 12 and the message;
+// a message without a line comes back whole, with line 0.
+func splitLine(msg string) (line int, text string) {
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if num, text, ok := strings.Cut(rest, ": "); ok {
+			if n, err := strconv.Atoi(num); err == nil {
+				return n, text
 			}
-			continue
-		}
-		before := len(w.errs)
-		w.walk(v, ft, p.with(k.Value))
-		if len(w.errs) == before && reflect.PointerTo(derefType(ft)).Implements(v2UnmarshalerType) {
-			w.decodeCheck(v, derefType(ft), k.Line, p.with(k.Value))
 		}
 	}
+	return 0, msg
 }
 
-// scalarForm reports whether struct t takes scalar n through its own
-// UnmarshalYAML, as proxy_url's URL does. A value it refuses for what it
-// says rather than for its type (a URL that does not parse) counts: the
-// caller's decodeCheck reports that refusal.
-func (w *walker) scalarForm(n *yaml.Node, t reflect.Type) bool {
-	if !reflect.PointerTo(t).Implements(v2UnmarshalerType) {
-		return false
+// syntaxError rewrites a yaml.v3 parse error ("yaml: line 3: ...").
+func syntaxError(file string, err error) error {
+	line, text := splitLine(strings.TrimPrefix(err.Error(), "yaml: "))
+	if line == 0 {
+		line = 1 // yaml.v3 leaves the line out of some errors on the first line
 	}
-	var te *yaml.TypeError
-	err := n.Decode(reflect.New(t).Interface())
-	return !errors.As(err, &te)
-}
-
-// decodeCheck decodes n into a new value of t to run the checks that
-// prometheus/common's types make inside their UnmarshalYAML (tls_config's
-// "at most one of ca, ca_file & ca_ref", an unknown min_version, a bad
-// proxy_url), so that they are reported with the key and line: from the
-// full decode they would come without either. Type errors are left to the
-// full decode, which places them. It runs only when nothing inside n was
-// refused already, so that an error is reported once, at the deepest key.
-func (w *walker) decodeCheck(n *yaml.Node, t reflect.Type, line int, p keyPath) {
-	n = resolve(n)
-	if n == nil || isNull(n) || w.decoded[walkKey{n, t}] {
-		return
-	}
-	w.decoded[walkKey{n, t}] = true
-	err := n.Decode(reflect.New(t).Interface())
-	var te *yaml.TypeError
-	if err != nil && !errors.As(err, &te) {
-		w.errorf(line, p, "%w", err)
-	}
-}
-
-// derefType strips pointers from t.
-func derefType(t reflect.Type) reflect.Type {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	return t
-}
-
-func (w *walker) walkMap(n *yaml.Node, t reflect.Type, p keyPath) {
-	if n.Kind != yaml.MappingNode {
-		w.errorf(n.Line, p, "must be a mapping, not %s", describe(n))
-		return
-	}
-	seen := map[string]int{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolve(n.Content[i]), n.Content[i+1]
-		if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!merge" {
-			w.errorf(k.Line, p, "keys must be plain names, not %s", describe(k))
-			continue
-		}
-		if first, dup := seen[k.Value]; dup {
-			w.errorf(k.Line, p.with(k.Value), "duplicate key (first at line %d)", first)
-			continue
-		}
-		seen[k.Value] = k.Line
-		w.walk(v, t.Elem(), p.with(k.Value))
-	}
-}
-
-// yamlFields maps the YAML key of each decoded field of struct t to the
-// field's type, with the fields of structs marked ",inline" (such as
-// prometheus/common's HTTPClientConfig in push_gateway and jobs) merged in,
-// as yaml.v3 decodes them. rest is the element type of a map marked
-// ",inline", which takes every other key; nil when t has none.
-func yamlFields(t reflect.Type) (fields map[string]reflect.Type, rest reflect.Type) {
-	fields = map[string]reflect.Type{}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if !f.IsExported() && !f.Anonymous {
-			continue
-		}
-		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if name == "-" {
-			continue
-		}
-		if isInline(opts) {
-			switch ft := derefType(f.Type); ft.Kind() {
-			case reflect.Struct:
-				inner, innerRest := yamlFields(ft)
-				maps.Copy(fields, inner)
-				if innerRest != nil {
-					rest = innerRest
-				}
-			case reflect.Map:
-				rest = ft.Elem()
-			}
-			continue
-		}
-		if !f.IsExported() {
-			continue
-		}
-		if name == "" {
-			name = strings.ToLower(f.Name) // yaml.v3's own default
-		}
-		fields[name] = f.Type
-	}
-	return fields, rest
-}
-
-// isInline reports whether the options of a yaml struct tag include inline.
-func isInline(opts string) bool {
-	for o := range strings.SplitSeq(opts, ",") {
-		if o == "inline" {
-			return true
-		}
-	}
-	return false
+	return fmt.Errorf("%s: %s", location(file, line), text)
 }
 
 // describe names a node's kind for messages.
@@ -439,43 +332,4 @@ func describe(n *yaml.Node) string {
 	default:
 		return "this node"
 	}
-}
-
-var (
-	typeErrorLine = regexp.MustCompile(`^line (\d+): (.*)$`)
-	syntaxErrLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-)
-
-// decodeError rewrites an error from yaml.v3's decoding into this package's
-// "file:line: key: message" form.
-func (w *walker) decodeError(err error) error {
-	var ve *valueError
-	if errors.As(err, &ve) {
-		return posErrorf(w.file, ve.node.Line, w.paths[ve.node], "%w", ve.err)
-	}
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		errs := make([]error, 0, len(te.Errors))
-		for _, msg := range te.Errors {
-			m := typeErrorLine.FindStringSubmatch(msg)
-			if m == nil {
-				errs = append(errs, posErrorf(w.file, 0, nil, "%s", msg))
-				continue
-			}
-			line, _ := strconv.Atoi(m[1])
-			errs = append(errs, posErrorf(w.file, line, w.lines[line], "%s", m[2]))
-		}
-		return errors.Join(errs...)
-	}
-	return syntaxError(w.file, err)
-}
-
-// syntaxError rewrites a yaml.v3 parse error ("yaml: line 3: ...").
-func syntaxError(file string, err error) error {
-	if m := syntaxErrLine.FindStringSubmatch(err.Error()); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return fmt.Errorf("%s: %s", location(file, line), m[2])
-	}
-	// yaml.v3 leaves the line out of some errors on the first line.
-	return fmt.Errorf("%s: %s", location(file, 1), strings.TrimPrefix(err.Error(), "yaml: "))
 }

@@ -110,3 +110,13 @@ func yamlOpts(f reflect.StructField) string {
 	_, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 	return opts
 }
+
+// isInline reports whether the options of a yaml struct tag include inline.
+func isInline(opts string) bool {
+	for o := range strings.SplitSeq(opts, ",") {
+		if o == "inline" {
+			return true
+		}
+	}
+	return false
+}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
 // DefaultServeConfig holds the defaults of serve, which are what a receiver
@@ -64,11 +62,11 @@ type ServeConfig struct {
 	WriteTimeout Duration `yaml:"write_timeout"`
 }
 
-// UnmarshalYAML implements yaml.Unmarshaler, starting from DefaultServeConfig.
-func (s *ServeConfig) UnmarshalYAML(value *yaml.Node) error {
+// UnmarshalYAML decodes the section over a copy of DefaultServeConfig.
+func (s *ServeConfig) UnmarshalYAML(unmarshal func(any) error) error {
 	*s = DefaultServeConfig
 	type plain ServeConfig
-	return value.Decode((*plain)(s))
+	return unmarshal((*plain)(s))
 }
 
 // finishServe fills serve with its defaults when serve_targets is true and

@@ -101,11 +101,11 @@ type StreamConfig struct {
 	Token string `yaml:"token,omitempty"`
 }
 
-// UnmarshalYAML implements yaml.Unmarshaler, starting from DefaultStreamConfig.
-func (s *StreamConfig) UnmarshalYAML(value *yaml.Node) error {
+// UnmarshalYAML decodes the section over a copy of DefaultStreamConfig.
+func (s *StreamConfig) UnmarshalYAML(unmarshal func(any) error) error {
 	*s = DefaultStreamConfig
 	type plain StreamConfig
-	return value.Decode((*plain)(s))
+	return unmarshal((*plain)(s))
 }
 
 // clientIDPattern is what NATS Streaming accepts as a client id.
@@ -241,7 +241,6 @@ type URLList []string
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (l *URLList) UnmarshalYAML(value *yaml.Node) error {
-	// Each entry keeps its node so that an error points at its line.
 	var entries []*yaml.Node
 	switch value.Kind {
 	case yaml.ScalarNode:
@@ -250,12 +249,12 @@ func (l *URLList) UnmarshalYAML(value *yaml.Node) error {
 		for _, item := range value.Content {
 			item = resolve(item)
 			if item == nil || item.Kind != yaml.ScalarNode {
-				return &valueError{node: value, err: errors.New("each entry must be a URL string")}
+				return errors.New("each entry must be a URL string")
 			}
 			entries = append(entries, item)
 		}
 	default:
-		return &valueError{node: value, err: errors.New("must be a comma-separated string of URLs or a list of URLs")}
+		return errors.New("must be a comma-separated string of URLs or a list of URLs")
 	}
 	out := URLList{}
 	for _, e := range entries {
@@ -269,7 +268,7 @@ func (l *URLList) UnmarshalYAML(value *yaml.Node) error {
 			}
 			u, err := normalizeNATSURL(part)
 			if err != nil {
-				return &valueError{node: e, err: err}
+				return err
 			}
 			out = append(out, u)
 		}
@@ -337,11 +336,11 @@ type PushGatewayConfig struct {
 	HTTPClientConfig commoncfg.HTTPClientConfig `yaml:",inline"`
 }
 
-// UnmarshalYAML implements yaml.Unmarshaler, starting from DefaultPushGatewayConfig.
-func (g *PushGatewayConfig) UnmarshalYAML(value *yaml.Node) error {
+// UnmarshalYAML decodes the section over a copy of DefaultPushGatewayConfig.
+func (g *PushGatewayConfig) UnmarshalYAML(unmarshal func(any) error) error {
 	*g = DefaultPushGatewayConfig
 	type plain PushGatewayConfig
-	return value.Decode((*plain)(g))
+	return unmarshal((*plain)(g))
 }
 
 func (g *PushGatewayConfig) check(k *checker, p keyPath) {

@@ -59,7 +59,7 @@ func TestStreamAuth(t *testing.T) {
 		},
 		{
 			name: "not a string", input: "  user: [a]\n",
-			wantErr: "config.yaml:3: poller_stream: cannot unmarshal !!seq into string",
+			wantErr: "config.yaml:3: poller_stream.user: cannot unmarshal !!seq into string",
 		},
 	}
 	for _, tt := range tests {

@@ -11,7 +11,6 @@ import (
 	"unicode/utf8"
 
 	commoncfg "github.com/prometheus/common/config"
-	"gopkg.in/yaml.v3"
 )
 
 // DefaultJob holds the defaults of a job: prometheus/common's HTTP client
@@ -32,11 +31,11 @@ type Job struct {
 	HTTPClientConfig commoncfg.HTTPClientConfig `yaml:",inline"`
 }
 
-// UnmarshalYAML implements yaml.Unmarshaler, starting from DefaultJob.
-func (j *Job) UnmarshalYAML(value *yaml.Node) error {
+// UnmarshalYAML decodes the section over a copy of DefaultJob.
+func (j *Job) UnmarshalYAML(unmarshal func(any) error) error {
 	*j = DefaultJob
 	type plain Job
-	return value.Decode((*plain)(j))
+	return unmarshal((*plain)(j))
 }
 
 // ClientSettings returns a copy of the job's HTTP client settings for its
