@@ -243,14 +243,8 @@ func (w *worker) control(ctx context.Context, g *group, it *item) {
 		// change nothing. Stop watching; a new scrape starts it afresh.
 		r.sched.remove(g)
 	}
-	logged := false
-	r.controlFailLog.Do(func() {
-		logged = true
-		r.log.Warn("could not update a silent group (further failures are logged at debug level for a minute)", "group", g.key, "err", err)
-	})
-	if !logged {
-		r.log.Debug("could not update a silent group", "group", g.key, "err", err)
-	}
+	r.logs.Log(logControlFailed, "could not update a silent group (further failures are logged at debug level for a minute)",
+		"could not update a silent group", "group", g.key, "err", err)
 }
 
 // downBody is a push body that says only that the target is down, with

@@ -72,15 +72,9 @@ func (w *worker) process(ctx context.Context, g *group, it *item) {
 			return
 		}
 		r.metrics.pushes.WithLabelValues(pushError).Inc()
-		logged := false
-		r.pushFailLog.Do(func() {
-			logged = true
-			r.log.Warn("push failed, retrying while the scrape is younger than max_age (further failures are logged at debug level for a minute)",
-				"group", g.key, "err", err, "attempt", attempt)
-		})
-		if !logged {
-			r.log.Debug("push failed, retrying", "group", g.key, "err", err, "attempt", attempt)
-		}
+		r.logs.Log(logPushFailed,
+			"push failed, retrying while the scrape is younger than max_age (further failures are logged at debug level for a minute)",
+			"push failed, retrying", "group", g.key, "err", err, "attempt", attempt)
 		if r.sched.hasNewer(g) {
 			settle(w.finish(g, false, answered), output.ReasonSuperseded, nil)
 			return
