@@ -107,9 +107,9 @@ func (w *worker) finish(g *group, pushed, answered bool) []output.Delivery {
 // sent. A 5xx may come from a proxy after the Pushgateway took the push,
 // and a network error or timeout may hide an answer that was on its way.
 func notTaken(err error) bool {
-	var se *pushgateway.StatusError
-	if errors.As(err, &se) {
-		return se.Code < 500
+	var pe *pushgateway.Error
+	if errors.As(err, &pe) && pe.Code != 0 {
+		return pe.Code < 500
 	}
 	return errors.Is(err, pushgateway.ErrInvalidGroupingKey)
 }
