@@ -8,7 +8,6 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/pushgateway"
 )
 
@@ -457,36 +456,19 @@ func (r *Output) seedBook(ctx context.Context) {
 }
 
 // seedGroupOf returns a function naming a series' group as the scheduler
-// names it (the grouping key's path), from the series' job, instance and,
-// with publisher_label, publisher labels. A series without them is the
-// Pushgateway's own (no job label) or of a group of another shape.
+// names it (the grouping key's path), from the series' grouping labels. A
+// series without them is the Pushgateway's own (no job label) or of a
+// group of another shape.
 func (r *Output) seedGroupOf() func([]*dto.LabelPair) (string, bool) {
-	ids := map[[3]string]string{}
+	ids := map[groupValues]string{}
 	return func(labels []*dto.LabelPair) (string, bool) {
-		var v [3]string
-		var found [3]bool
-		for _, l := range labels {
-			i := -1
-			switch l.GetName() {
-			case "job":
-				i = 0
-			case "instance":
-				i = 1
-			case r.opts.PublisherLabelName:
-				if r.opts.PublisherLabel {
-					i = 2
-				}
-			}
-			if i >= 0 {
-				v[i], found[i] = l.GetValue(), true
-			}
-		}
-		if !found[0] || !found[1] || (r.opts.PublisherLabel && !found[2]) {
+		v, _, ok := r.grouping.values(pairs(labels))
+		if !ok {
 			return "", false
 		}
 		id, ok := ids[v]
 		if !ok {
-			id = r.groupingKey(&envelope.Envelope{Job: v[0], Instance: v[1], Publisher: v[2]}).Path()
+			id = r.grouping.key(v).Path()
 			ids[v] = id
 		}
 		return id, true

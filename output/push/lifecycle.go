@@ -8,7 +8,6 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/pushgateway"
 )
 
@@ -87,7 +86,7 @@ type listedGroup struct {
 func (r *Output) ours(groups []pushgateway.Group) map[string]listedGroup {
 	out := make(map[string]listedGroup, len(groups))
 	for _, g := range groups {
-		if key, ok := r.keyOf(g.Labels); ok {
+		if key, ok := r.grouping.of(g.Labels); ok {
 			out[key.Path()] = listedGroup{Group: g, key: key}
 		}
 	}
@@ -145,26 +144,6 @@ func (r *Output) watch(groups map[string]listedGroup) int {
 		r.sched.seed(id, g.key, g.PushTime)
 	}
 	return len(groups)
-}
-
-// keyOf turns a group's labels back into a grouping key of this receiver's
-// shape (job, instance and, with publisher_label, the publisher label);
-// groups of another shape are someone else's.
-func (r *Output) keyOf(labels map[string]string) (pushgateway.GroupingKey, bool) {
-	want := append([]string{"job"}, r.groupLabels[1:]...)
-	if len(labels) != len(want) {
-		return pushgateway.GroupingKey{}, false
-	}
-	for _, name := range want {
-		if _, ok := labels[name]; !ok {
-			return pushgateway.GroupingKey{}, false
-		}
-	}
-	env := &envelope.Envelope{Job: labels["job"], Instance: labels["instance"]}
-	if r.opts.PublisherLabel {
-		env.Publisher = labels[r.opts.PublisherLabelName]
-	}
-	return r.groupingKey(env), true
 }
 
 // control carries out the receiver's own action on a silent group: one

@@ -60,17 +60,16 @@ type Live struct {
 type Output struct {
 	// opts' MaxAge, DownAfter and DeleteAfter are those New was given;
 	// live holds the current ones.
-	opts    Options
-	live    atomic.Pointer[Live]
-	push    *pushgateway.Client
-	log     *slog.Logger
-	metrics *metrics
-	sched   *scheduler
-	book    *book // the families in the Pushgateway, for the consistency check
-	now     func() time.Time
-	turn    *turn
-	// groupLabels are the grouping key's label names besides job.
-	groupLabels []string
+	opts     Options
+	live     atomic.Pointer[Live]
+	push     *pushgateway.Client
+	log      *slog.Logger
+	metrics  *metrics
+	sched    *scheduler
+	book     *book // the families in the Pushgateway, for the consistency check
+	now      func() time.Time
+	turn     *turn
+	grouping grouping // the shape of the grouping keys
 
 	// logs rate-limits what repeats for every group (keys below): push
 	// failures during an outage, publisher conflicts and what the
@@ -125,22 +124,18 @@ func New(opts Options, push *pushgateway.Client, logger *slog.Logger, reg promet
 	if err != nil {
 		return nil, err
 	}
-	groupLabels := []string{"job", "instance"}
-	if opts.PublisherLabel {
-		groupLabels = append(groupLabels, opts.PublisherLabelName)
-	}
 	logger = logger.With("component", "push")
 	r := &Output{
-		groupLabels: groupLabels,
-		opts:        opts,
-		push:        push,
-		log:         logger,
-		metrics:     m,
-		sched:       sched,
-		book:        newBook(),
-		now:         time.Now,
-		turn:        newTurn(),
-		logs:        lograte.New(logger, slog.LevelWarn),
+		grouping: newGrouping(opts),
+		opts:     opts,
+		push:     push,
+		log:      logger,
+		metrics:  m,
+		sched:    sched,
+		book:     newBook(),
+		now:      time.Now,
+		turn:     newTurn(),
+		logs:     lograte.New(logger, slog.LevelWarn),
 	}
 	r.live.Store(&Live{MaxAge: opts.MaxAge, DownAfter: opts.DownAfter, DeleteAfter: opts.DeleteAfter})
 	return r, nil
@@ -234,7 +229,7 @@ func (r *Output) Stop() {
 // Offer implements output.Output: it queues the scrape for its group,
 // latest-wins. It never blocks: pushing happens in the workers.
 func (r *Output) Offer(env *envelope.Envelope, d output.Delivery) {
-	key := r.groupingKey(env)
+	key := r.grouping.key(groupValues{env.Job, env.Instance, env.Publisher})
 	id := key.Path()
 	for _, old := range r.sched.offer(id, key, &item{env: env, msgs: []output.Delivery{d}}) {
 		settle(old.msgs, output.ReasonSuperseded, nil)
@@ -252,14 +247,6 @@ func (r *Output) conflict(key pushgateway.GroupingKey, previous, publisher strin
 	r.logs.Log(logConflict,
 		"two publishers write the same group and overwrite each other; set push_gateway.publisher_label or rename the targets (further conflicts are logged at debug level for a minute)",
 		"publisher conflict", "group", key, "publisher", publisher, "previous_publisher", previous)
-}
-
-func (r *Output) groupingKey(env *envelope.Envelope) pushgateway.GroupingKey {
-	key := pushgateway.GroupingKey{Job: env.Job, Labels: []pushgateway.Label{{Name: "instance", Value: env.Instance}}}
-	if r.opts.PublisherLabel {
-		key.Labels = append(key.Labels, pushgateway.Label{Name: r.opts.PublisherLabelName, Value: env.Publisher})
-	}
-	return key
 }
 
 // settle settles the deliveries of one scrape: reason "" when it was

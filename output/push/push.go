@@ -131,7 +131,7 @@ func (w *worker) prepare(g *group, env *envelope.Envelope) (string, error) {
 		w.body = slices.Grow(w.body, 1)
 	}
 	w.out.Reset()
-	res, err := convert(env, w.body, w.r.groupLabels, w.checkFor(g), &w.out)
+	res, err := convert(env, w.body, w.r.grouping.names, w.checkFor(g), &w.out)
 	if err != nil {
 		r.book.settle(g.id, pushNotApplied)
 		return "", err
