@@ -334,6 +334,5 @@ func (p *JSPublisher) Ready() <-chan struct{} { return p.c.readyChan() }
 
 // Connected reports whether the connection is up (for readiness checks).
 func (p *JSPublisher) Connected() bool {
-	nc, _ := p.c.current()
-	return nc != nil
+	return p.c.connected()
 }
