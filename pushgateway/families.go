@@ -16,8 +16,8 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// ErrMetricsTooLarge is returned (wrapped) by Families when /metrics is
-// longer than the limit it was given.
+// ErrMetricsTooLarge is returned (wrapped in an *Error) by Families and
+// Groups when /metrics is longer than the limit they were given.
 var ErrMetricsTooLarge = errors.New("pushgateway /metrics is larger than the limit")
 
 // familiesAccept asks for delimited protobuf: every family arrives whole in
