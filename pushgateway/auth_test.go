@@ -92,9 +92,9 @@ func TestPushThroughTLSAndBasicAuth(t *testing.T) {
 					t.Fatalf("Push with an unknown CA: %v (retryable %v), want a certificate error that is not retried", err, pushgateway.Retryable(err))
 				}
 			default:
-				var se *pushgateway.StatusError
+				var se *pushgateway.Error
 				if !errors.As(err, &se) || se.Code != tt.wantCode {
-					t.Fatalf("Push: %v, want a *StatusError %d", err, tt.wantCode)
+					t.Fatalf("Push: %v, want an *Error %d", err, tt.wantCode)
 				}
 				// Wrong credentials stay wrong until the configuration
 				// changes: a 401 is not retried.

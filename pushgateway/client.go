@@ -1,21 +1,17 @@
 // Package pushgateway is the HTTP client for the Prometheus Pushgateway API:
-// grouping-key paths with the @base64 encoding, PUT and DELETE of groups, and
-// errors that carry the Pushgateway's reason and say whether to retry.
+// grouping-key paths with the @base64 encoding, PUT and DELETE of groups,
+// reading the groups and families it holds from its /metrics, and errors
+// that carry the Pushgateway's reason and say whether to retry.
 package pushgateway
 
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/choria-io/prometheus-streams/config"
@@ -99,26 +95,29 @@ func New(opts Options) (*Client, error) {
 // Push replaces the group's metrics with body (HTTP PUT). contentType is
 // sent as given: protobuf delimited or text 0.0.4; the Pushgateway falls
 // back to text for anything else. body is only read, never retained.
-// Any 2xx is success. A refusal is a *StatusError (wrapped); see Retryable.
+// Any 2xx is success; an error is an *Error (see Retryable).
 func (c *Client) Push(ctx context.Context, key GroupingKey, contentType string, body []byte) error {
-	if err := key.validate(); err != nil {
-		return fmt.Errorf("push %s: %w", key, err)
-	}
-	if err := c.do(ctx, http.MethodPut, key.Path(), contentType, body); err != nil {
-		return fmt.Errorf("push %s: %w", key, err)
-	}
-	return nil
+	return c.change(ctx, "push", http.MethodPut, key, contentType, body)
 }
 
 // Delete removes the group (HTTP DELETE). Deleting a group that does not
-// exist succeeds, as it does on the Pushgateway.
+// exist succeeds, as it does on the Pushgateway. An error is an *Error.
 func (c *Client) Delete(ctx context.Context, key GroupingKey) error {
+	return c.change(ctx, "delete", http.MethodDelete, key, "", nil)
+}
+
+// change sends a request that changes key's group; its answer's body is
+// not needed.
+func (c *Client) change(ctx context.Context, verb, method string, key GroupingKey, contentType string, body []byte) error {
+	op := verb + " " + key.String()
 	if err := key.validate(); err != nil {
-		return fmt.Errorf("delete %s: %w", key, err)
+		return &Error{Op: op, Method: method, Path: key.Path(), Err: err}
 	}
-	if err := c.do(ctx, http.MethodDelete, key.Path(), "", nil); err != nil {
-		return fmt.Errorf("delete %s: %w", key, err)
+	resp, err := c.send(ctx, op, method, key.Path(), contentType, "", body)
+	if err != nil {
+		return err
 	}
+	closeBody(resp)
 	return nil
 }
 
@@ -128,101 +127,40 @@ func (c *Client) CloseIdleConnections() {
 	c.http.CloseIdleConnections()
 }
 
-func (c *Client) do(ctx context.Context, method, path, contentType string, body []byte) error {
+// send makes one request and returns a 2xx answer, whose body the caller
+// closes with closeBody. Anything else is an *Error named op: a refusal
+// carries the status and the reason.
+func (c *Client) send(ctx context.Context, op, method, path, contentType, accept string, body []byte) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		return fmt.Errorf("build request: %w", err)
+		return nil, &Error{Op: op, Method: method, Path: path, Err: fmt.Errorf("build request: %w", err)}
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
 	req.Header.Set("User-Agent", c.userAgent)
-
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return err // *url.Error already names method and URL
+		return nil, &Error{Op: op, Method: method, Path: path, Err: err}
 	}
-	defer func() {
-		// Drain so the keep-alive connection goes back to the pool.
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
-		_ = resp.Body.Close()
-	}()
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return nil
+		return resp, nil
 	}
+	defer closeBody(resp)
 	reason, _ := io.ReadAll(io.LimitReader(resp.Body, maxReason))
-	return &StatusError{
-		Code:   resp.StatusCode,
-		Reason: strings.TrimSpace(string(reason)),
-		Method: method,
-		Path:   path,
-	}
+	return nil, &Error{Op: op, Method: method, Path: path, Code: resp.StatusCode, Reason: strings.TrimSpace(string(reason))}
 }
 
-// StatusError is a non-2xx answer: Code and the Pushgateway's reason (the
-// response body, trimmed, capped at 1 KiB).
-type StatusError struct {
-	Code   int
-	Reason string
-	Method string
-	Path   string
-}
-
-// Error names the request, the status and the reason.
-func (e *StatusError) Error() string {
-	s := fmt.Sprintf("%s %s: %d %s", e.Method, e.Path, e.Code, http.StatusText(e.Code))
-	if e.Reason != "" {
-		s += ": " + e.Reason
-	}
-	return s
-}
-
-// Retryable reports whether err is worth retrying: network errors, timeouts
-// and 5xx are; 4xx are not (the same body would be refused again), except
-// 408 and 429, which only say "not now" (a proxy in front may send them);
-// context cancellation, an invalid key and a TLS certificate failure are
-// not. 401 and 403 (wrong or missing credentials in push_gateway's
-// basic_auth, authorization or oauth2) are configuration errors: they stay
-// until the configuration changes, so they are not retried either.
-func Retryable(err error) bool {
-	if err == nil {
-		return false
-	}
-	var se *StatusError
-	if errors.As(err, &se) {
-		return se.Code >= 500 || se.Code == http.StatusRequestTimeout || se.Code == http.StatusTooManyRequests
-	}
-	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, ErrInvalidGroupingKey):
-		return false
-	case errors.Is(err, context.DeadlineExceeded):
-		return true
-	}
-	if isCertificateError(err) {
-		// A certificate problem needs a person, not another try.
-		return false
-	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		// *url.Error is a net.Error: everything http.Client.Do
-		// returns is a transport failure, since New validated the URL.
-		return true
-	}
-	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
-}
-
-func isCertificateError(err error) bool {
-	var (
-		unknownAuthority x509.UnknownAuthorityError
-		invalid          x509.CertificateInvalidError
-		hostname         x509.HostnameError
-		verification     *tls.CertificateVerificationError
-	)
-	return errors.As(err, &unknownAuthority) || errors.As(err, &invalid) ||
-		errors.As(err, &hostname) || errors.As(err, &verification)
+// closeBody drains what is left of an answer, up to maxDrain, so the
+// keep-alive connection goes back to the pool, and closes it.
+func closeBody(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+	_ = resp.Body.Close()
 }

@@ -252,15 +252,15 @@ func TestPushRefused(t *testing.T) {
 				}
 				return
 			}
-			var se *pushgateway.StatusError
+			var se *pushgateway.Error
 			if !errors.As(err, &se) {
-				t.Fatalf("Push error = %v, want a *StatusError", err)
+				t.Fatalf("Push error = %v, want an *Error", err)
 			}
 			if se.Code != http.StatusBadRequest || !strings.Contains(se.Reason, tc.wantReason) {
-				t.Errorf("StatusError = %d %q, want 400 containing %q", se.Code, se.Reason, tc.wantReason)
+				t.Errorf("Error = %d %q, want 400 containing %q", se.Code, se.Reason, tc.wantReason)
 			}
 			if se.Method != http.MethodPut || se.Path != tc.push.key.Path() {
-				t.Errorf("StatusError names %s %s, want PUT %s", se.Method, se.Path, tc.push.key.Path())
+				t.Errorf("Error names %s %s, want PUT %s", se.Method, se.Path, tc.push.key.Path())
 			}
 			if !strings.Contains(err.Error(), tc.wantReason) {
 				t.Errorf("error text %q does not surface the reason", err)
@@ -357,12 +357,12 @@ func TestReasonCapped(t *testing.T) {
 	defer srv.Close()
 	c := newClient(t, pushgateway.Options{URL: srv.URL})
 	err := c.Delete(t.Context(), pushgateway.GroupingKey{Job: "j"})
-	var se *pushgateway.StatusError
+	var se *pushgateway.Error
 	if !errors.As(err, &se) {
-		t.Fatalf("Delete: %v, want a *StatusError", err)
+		t.Fatalf("Delete: %v, want an *Error", err)
 	}
 	if se.Code != http.StatusInternalServerError || se.Method != http.MethodDelete {
-		t.Errorf("StatusError = %s %d, want DELETE 500", se.Method, se.Code)
+		t.Errorf("Error = %s %d, want DELETE 500", se.Method, se.Code)
 	}
 	if len(se.Reason) > 1024 || !strings.HasPrefix(se.Reason, "xxx") {
 		t.Errorf("Reason has %d bytes starting %.5q, want at most 1024, trimmed", len(se.Reason), se.Reason)

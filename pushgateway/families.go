@@ -9,15 +9,15 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strings"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
-// ErrMetricsTooLarge is returned (wrapped) by Families when /metrics is
-// longer than the limit it was given.
+// ErrMetricsTooLarge is returned (wrapped in an *Error) by Families and
+// Groups when /metrics is longer than the limit they were given.
 var ErrMetricsTooLarge = errors.New("pushgateway /metrics is larger than the limit")
 
 // familiesAccept asks for delimited protobuf: every family arrives whole in
@@ -27,48 +27,40 @@ var familiesAccept = string(expfmt.NewFormat(expfmt.TypeProtoDelim))
 // Families reads the Pushgateway's /metrics as delimited protobuf and calls
 // fn with each metric family in turn, so the memory it takes is that of the
 // largest family, not of the whole store. Each family is freshly allocated;
-// fn may keep it. An error from fn ends the read and is returned as is.
+// fn may keep it. An error from fn ends the read and is returned wrapped.
 //
 // limit bounds the bytes read (after any Content-Encoding is undone); a
 // longer /metrics fails with ErrMetricsTooLarge. A frame's length prefix is
 // never trusted beyond the bytes that actually arrive: the frame buffer
-// grows as they do. A non-200 answer is a *StatusError carrying the
+// grows as they do. An error is an *Error; a non-200 answer's carries the
 // Pushgateway's reason (for a 500, the gathering error that broke
 // /metrics).
 func (c *Client) Families(ctx context.Context, limit int64, fn func(*dto.MetricFamily) error) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/metrics", nil)
+	return c.families(ctx, "read families", limit, nil, fn)
+}
+
+// families is Families for op, decoding only the families want (nil: all)
+// wants by name.
+func (c *Client) families(ctx context.Context, op string, limit int64, want func(name string) bool, fn func(*dto.MetricFamily) error) error {
+	resp, err := c.send(ctx, op, http.MethodGet, "/metrics", "", familiesAccept, nil)
 	if err != nil {
-		return fmt.Errorf("read families: build request: %w", err)
+		return err
 	}
-	req.Header.Set("Accept", familiesAccept)
-	req.Header.Set("User-Agent", c.userAgent)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("read families: %w", err)
-	}
-	defer func() {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
-		_ = resp.Body.Close()
-	}()
-	if resp.StatusCode != http.StatusOK {
-		reason, _ := io.ReadAll(io.LimitReader(resp.Body, maxReason))
-		return fmt.Errorf("read families: %w", &StatusError{
-			Code: resp.StatusCode, Reason: strings.TrimSpace(string(reason)), Method: http.MethodGet, Path: "/metrics",
-		})
-	}
+	defer closeBody(resp)
+	fail := func(err error) error { return &Error{Op: op, Method: http.MethodGet, Path: "/metrics", Err: err} }
 	mediaType, params, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if mediaType != expfmt.ProtoType || params["encoding"] != "delimited" {
-		return fmt.Errorf("read families: GET /metrics answered %q, not delimited protobuf", resp.Header.Get("Content-Type"))
+		return fail(fmt.Errorf("GET /metrics answered %q, not delimited protobuf", resp.Header.Get("Content-Type")))
 	}
-	if err := readFrames(resp.Body, limit, fn); err != nil {
-		return fmt.Errorf("read families: %w", err)
+	if err := readFrames(resp.Body, limit, want, fn); err != nil {
+		return fail(err)
 	}
 	return nil
 }
 
 // readFrames decodes length-delimited MetricFamily frames from r, at most
-// limit bytes in all.
-func readFrames(r io.Reader, limit int64, fn func(*dto.MetricFamily) error) error {
+// limit bytes in all; with want, only those whose name it wants.
+func readFrames(r io.Reader, limit int64, want func(string) bool, fn func(*dto.MetricFamily) error) error {
 	lr := &io.LimitedReader{R: r, N: limit}
 	br := bufio.NewReaderSize(lr, 64<<10)
 	read := func() int64 { return limit - lr.N - int64(br.Buffered()) }
@@ -94,6 +86,13 @@ func readFrames(r io.Reader, limit int64, fn func(*dto.MetricFamily) error) erro
 		if n, err := io.CopyN(&frame, br, int64(size)); err != nil {
 			return fmt.Errorf("frame at byte %d: %d of %d bytes: %w", at, n, size, noEOF(err))
 		}
+		if want != nil {
+			// A frame whose name cannot be read is decoded, and its
+			// error reported.
+			if name, ok := frameName(frame.Bytes()); ok && !want(name) {
+				continue
+			}
+		}
 		mf := &dto.MetricFamily{}
 		if err := proto.Unmarshal(frame.Bytes(), mf); err != nil {
 			return fmt.Errorf("frame at byte %d: %w", at, err)
@@ -102,6 +101,27 @@ func readFrames(r io.Reader, limit int64, fn func(*dto.MetricFamily) error) erro
 			return err
 		}
 	}
+}
+
+// frameName returns the name (field 1) of the MetricFamily encoded in b
+// without decoding the rest, false when b is not readable that far.
+func frameName(b []byte) (string, bool) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", false
+		}
+		b = b[n:]
+		if num == 1 && typ == protowire.BytesType {
+			name, n := protowire.ConsumeBytes(b)
+			return string(name), n >= 0
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return "", false
+		}
+		b = b[n:]
+	}
+	return "", false
 }
 
 // readUvarint is binary.ReadUvarint returning io.EOF only when no byte of

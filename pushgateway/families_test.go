@@ -68,7 +68,7 @@ func TestFamiliesReadsTheStore(t *testing.T) {
 	if _, err := families(t, c, 1000); !errors.Is(err, pushgateway.ErrMetricsTooLarge) {
 		t.Errorf("limit 1000: %v, want ErrMetricsTooLarge", err)
 	}
-	// fn's error ends the read and comes back as is.
+	// fn's error ends the read and comes back wrapped.
 	stop := errors.New("stop")
 	if err := c.Families(t.Context(), 64<<20, func(*dto.MetricFamily) error { return stop }); !errors.Is(err, stop) {
 		t.Errorf("fn's error: got %v", err)

@@ -8,9 +8,10 @@ import (
 	"strings"
 )
 
-// ErrInvalidGroupingKey is returned (wrapped) by Push and Delete for a key
-// the Pushgateway would refuse anyway: an empty job, or a label name that is
-// not a valid Prometheus label name, is reserved ("__" prefix), or is "job".
+// ErrInvalidGroupingKey is returned (wrapped in an *Error) by Push and
+// Delete for a key the Pushgateway would refuse anyway: an empty job, or a
+// label name that is not a valid Prometheus label name, is reserved ("__"
+// prefix), or is "job".
 var ErrInvalidGroupingKey = errors.New("invalid grouping key")
 
 // base64Suffix marks a name whose following path segment is base64url

@@ -1,18 +1,18 @@
 package pushgateway
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
-	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// Families the Pushgateway adds to every group it holds: gauges of the
+// Unix time of the group's last successful and last failed push.
+const (
+	PushTimeMetric        = "push_time_seconds"
+	PushFailureTimeMetric = "push_failure_time_seconds"
 )
 
 // Group is a group found in the Pushgateway: its grouping labels (job
@@ -24,84 +24,79 @@ type Group struct {
 	Marker float64
 }
 
-// pushTimeMetric is the series the Pushgateway adds to every group.
-const pushTimeMetric = "push_time_seconds"
-
 // Groups lists the groups in the Pushgateway that carry the metric marker,
 // so a caller finds its own groups among everyone's. It reads the
-// Pushgateway's /metrics but keeps only the marker's and push_time_seconds'
-// lines, so its memory is proportional to the number of groups, not to the
-// number of series stored.
-func (c *Client) Groups(ctx context.Context, marker string) ([]Group, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/metrics", nil)
+// Pushgateway's /metrics (at most limit bytes, as Families) but decodes
+// only the marker's and PushTimeMetric's families, so its memory is
+// proportional to the number of groups, not to the number of series
+// stored. An error is an *Error.
+func (c *Client) Groups(ctx context.Context, marker string, limit int64) ([]Group, error) {
+	f := NewGroupFinder(marker)
+	err := c.families(ctx, "list groups", limit, f.wants, func(mf *dto.MetricFamily) error {
+		f.Add(mf)
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("list groups: build request: %w", err)
+		return nil, err
 	}
-	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
-	req.Header.Set("User-Agent", c.userAgent)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("list groups: %w", err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("list groups: GET /metrics: %s", resp.Status)
-	}
-	// Only the two families matter; everything else is skipped line by
-	// line without being parsed.
-	var kept bytes.Buffer
-	br := bufio.NewReaderSize(resp.Body, 64<<10)
-	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			// A line longer than the buffer (a huge label value of some
-			// other group's series) is not one of ours: skip the rest of it.
-			for errors.Is(err, bufio.ErrBufferFull) {
-				_, err = br.ReadSlice('\n')
-			}
-			line = nil
+	return f.Groups(), nil
+}
+
+// GroupFinder finds the groups that carry a marker metric among the
+// families of the Pushgateway's /metrics, for a caller that reads them with
+// Families for more than the groups: one read then serves both. It is not
+// safe for concurrent use.
+type GroupFinder struct {
+	marker  string
+	markers map[string]float64 // the marker's value by its series' labels
+	pushed  []*dto.Metric      // the PushTimeMetric series
+}
+
+// NewGroupFinder returns a GroupFinder for the groups carrying marker.
+func NewGroupFinder(marker string) *GroupFinder {
+	return &GroupFinder{marker: marker, markers: map[string]float64{}}
+}
+
+// Add looks at one family; only the marker's and PushTimeMetric's matter.
+// It keeps their series, never modifies them.
+func (f *GroupFinder) Add(mf *dto.MetricFamily) {
+	switch mf.GetName() {
+	case f.marker:
+		for _, m := range mf.GetMetric() {
+			f.markers[labelKey(m.GetLabel())] = value(m)
 		}
-		if bytes.HasPrefix(line, []byte(pushTimeMetric+"{")) || bytes.HasPrefix(line, []byte(marker+"{")) {
-			kept.Write(bytes.TrimRight(line, "\n"))
-			kept.WriteByte('\n')
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list groups: read /metrics: %w", err)
-		}
+	case PushTimeMetric:
+		f.pushed = append(f.pushed, mf.GetMetric()...)
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(&kept)
-	if err != nil {
-		return nil, fmt.Errorf("list groups: parse /metrics: %w", err)
-	}
-	marked := map[string]float64{}
-	for _, m := range fams[marker].GetMetric() {
-		marked[labelKey(m.GetLabel())] = m.GetUntyped().GetValue() + m.GetGauge().GetValue()
-	}
+}
+
+// wants reports whether Add needs the family of that name.
+func (f *GroupFinder) wants(name string) bool { return name == f.marker || name == PushTimeMetric }
+
+// Groups returns the groups of the families added that carry the marker:
+// the Pushgateway gives the marker's series, as every series of a group,
+// exactly the group's grouping labels.
+func (f *GroupFinder) Groups() []Group {
 	var groups []Group
-	for _, m := range fams[pushTimeMetric].GetMetric() {
-		value, ok := marked[labelKey(m.GetLabel())]
+	for _, m := range f.pushed {
+		marker, ok := f.markers[labelKey(m.GetLabel())]
 		if !ok {
 			continue
 		}
-		labels := map[string]string{}
+		labels := make(map[string]string, len(m.GetLabel()))
 		for _, l := range m.GetLabel() {
 			labels[l.GetName()] = l.GetValue()
 		}
-		v := m.GetUntyped().GetValue() + m.GetGauge().GetValue()
-		groups = append(groups, Group{Labels: labels, PushTime: time.Unix(0, int64(v*1e9)), Marker: value})
+		groups = append(groups, Group{Labels: labels, PushTime: time.Unix(0, int64(value(m)*1e9)), Marker: marker})
 	}
-	return groups, nil
+	return groups
 }
 
+// value is a gauge's or an untyped series' value.
+func value(m *dto.Metric) float64 { return m.GetGauge().GetValue() + m.GetUntyped().GetValue() }
+
 // labelKey identifies a label set.
-func labelKey[L interface {
-	GetName() string
-	GetValue() string
-}](labels []L) string {
+func labelKey(labels []*dto.LabelPair) string {
 	var b strings.Builder
 	for _, l := range labels {
 		b.WriteString(l.GetName())

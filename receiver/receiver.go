@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 
 	"github.com/choria-io/prometheus-streams/envelope"
+	"github.com/choria-io/prometheus-streams/internal/lograte"
 	"github.com/choria-io/prometheus-streams/output"
 	"github.com/choria-io/prometheus-streams/stream"
 )
@@ -59,9 +59,9 @@ type Receiver struct {
 	metrics  *metrics
 	now      func() time.Time
 	stopping atomic.Bool
-
-	logMu    sync.Mutex
-	logEvery map[string]*rate.Sometimes // per drop reason, so hostile input cannot flood the log
+	// logs rate-limits drops per output and reason, so hostile input
+	// cannot flood the log.
+	logs *lograte.Limiter
 }
 
 // New validates opts and registers the receiver's metrics on reg. outs are
@@ -97,13 +97,14 @@ func NewRoutes(opts Options, routes []Route, logger *slog.Logger, reg prometheus
 	if err != nil {
 		return nil, err
 	}
+	logger = logger.With("component", "receiver")
 	r := &Receiver{
-		routes:   routes,
-		outs:     outs,
-		log:      logger.With("component", "receiver"),
-		metrics:  m,
-		now:      time.Now,
-		logEvery: map[string]*rate.Sometimes{},
+		routes:  routes,
+		outs:    outs,
+		log:     logger,
+		metrics: m,
+		now:     time.Now,
+		logs:    lograte.New(logger, slog.LevelWarn),
 	}
 	r.live.Store(&Live{MaxAge: opts.MaxAge, Publishers: opts.Publishers})
 	return r, nil
@@ -289,25 +290,14 @@ func (r *Receiver) logDrop(out, reason string, err error) {
 		r.log.Debug("message dropped", "output", out, "reason", reason)
 		return
 	}
-	r.logMu.Lock()
-	every := r.logEvery[out+"/"+reason]
-	if every == nil {
-		every = &rate.Sometimes{Interval: time.Minute}
-		r.logEvery[out+"/"+reason] = every
+	key := out + "/" + reason
+	if out == "" {
+		r.logs.Log(key, "message dropped (further drops for this reason are logged at debug level for a minute)",
+			"message dropped", "reason", reason, "err", err)
+		return
 	}
-	r.logMu.Unlock()
-	logged := false
-	every.Do(func() {
-		logged = true
-		if out == "" {
-			r.log.Warn("message dropped (further drops for this reason are logged at debug level for a minute)", "reason", reason, "err", err)
-		} else {
-			r.log.Warn("an output let a scrape go (further ones for this reason are logged at debug level for a minute)", "output", out, "reason", reason, "err", err)
-		}
-	})
-	if !logged {
-		r.log.Debug("message dropped", "output", out, "reason", reason, "err", err)
-	}
+	r.logs.Log(key, "an output let a scrape go (further ones for this reason are logged at debug level for a minute)",
+		"message dropped", "output", out, "reason", reason, "err", err)
 }
 
 // ack acknowledges one delivery.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -172,6 +171,12 @@ func (c *jsConn) readyChan() <-chan struct{} {
 	return c.ready
 }
 
+// connected reports whether the connection is up.
+func (c *jsConn) connected() bool {
+	nc, _ := c.current()
+	return nc != nil
+}
+
 // current returns the JetStream context while connected, or nil.
 func (c *jsConn) current() (*nats.Conn, jetstream.JetStream) {
 	c.mu.Lock()
@@ -243,16 +248,7 @@ func (c *jsConn) connect(ctx context.Context) (*nats.Conn, jetstream.JetStream, 
 }
 
 func (c *jsConn) dial() (*nats.Conn, error) {
-	a := c.opts.auth(c.section)
-	opts, err := a.options()
-	if err != nil {
-		return nil, err
-	}
-	opts = append(opts,
-		nats.Name(c.opts.Name),
-		nats.Timeout(c.opts.ConnectTimeout),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(c.opts.BackoffMin),
+	return c.opts.auth(c.section).dial(c.opts.Name, c.opts.ConnectTimeout, c.opts.BackoffMin,
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			c.setUp(false)
 			select {
@@ -279,11 +275,6 @@ func (c *jsConn) dial() (*nats.Conn, error) {
 			c.log.Warn("NATS reported an error", "err", err)
 		}),
 	)
-	nc, err := nats.Connect(strings.Join(c.opts.URLs, ","), opts...)
-	if err != nil {
-		return nil, a.connectError(err)
-	}
-	return nc, nil
 }
 
 // close ends the connection.

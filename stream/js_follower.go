@@ -159,8 +159,7 @@ func (f *JSFollower) consumer(ctx context.Context, js jetstream.JetStream) (jets
 
 // Connected reports whether the connection is up (for readiness checks).
 func (f *JSFollower) Connected() bool {
-	nc, _ := f.c.current()
-	return nc != nil
+	return f.c.connected()
 }
 
 // followed is a delivery of the ordered consumer, which needs no
@@ -175,11 +174,7 @@ func (followed) Ack() error        { return nil }
 func (followed) Term() error       { return nil }
 func (followed) Redelivered() bool { return false }
 
-// Publisher is the subject's publisher token, as for JSSubscriber.
+// Publisher is the subject's publisher token (see subjectPublisher).
 func (f followed) Publisher() (string, bool) {
-	k, err := ParseSubject(f.m.Subject(), f.topicTokens)
-	if err != nil {
-		return "(subject " + f.m.Subject() + " not of the form topic.<publisher>.<job>.<instance>)", true
-	}
-	return k.Publisher, true
+	return subjectPublisher(f.m.Subject(), f.topicTokens), true
 }

@@ -16,9 +16,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 
 	"github.com/choria-io/prometheus-streams/internal/backoff"
+	"github.com/choria-io/prometheus-streams/internal/lograte"
 )
 
 // JSPublisher publishes each group's scrapes on a subject of its own into
@@ -37,8 +37,9 @@ type JSPublisher struct {
 	// refused are the subjects the server refused to let us publish on
 	// lately, so a publish to one that then times out is reported as
 	// what it is.
-	refused  map[string]time.Time
-	warnPerm rate.Sometimes
+	refused map[string]time.Time
+	// refusals logs the refused publishes, which repeat every scrape.
+	refusals *lograte.Limiter
 	// recheck asks Run to look for the stream again: a publish found no
 	// stream for its subject (deleted while the poller runs).
 	recheck chan struct{}
@@ -53,7 +54,7 @@ func NewJSPublisher(opts JSOptions, logger *slog.Logger, reg prometheus.Register
 	if err != nil {
 		return nil, err
 	}
-	p := &JSPublisher{c: c, refused: map[string]time.Time{}, warnPerm: rate.Sometimes{Interval: time.Minute}, recheck: make(chan struct{}, 1)}
+	p := &JSPublisher{c: c, refused: map[string]time.Time{}, refusals: lograte.New(c.log, slog.LevelError), recheck: make(chan struct{}, 1)}
 	c.permissions = p.permissionViolation
 	return p, nil
 }
@@ -275,7 +276,7 @@ func (p *JSPublisher) translate(subject string, err error) error {
 }
 
 // permissionViolation records a subject the server refused and says so,
-// at most once a minute at warning level.
+// at most once a minute at error level.
 func (p *JSPublisher) permissionViolation(err error) {
 	// nats.go's text: nats: permissions violation for publish to "subject"
 	msg := err.Error()
@@ -296,9 +297,8 @@ func (p *JSPublisher) permissionViolation(err error) {
 		p.refused[subject] = now
 	}
 	p.mu.Unlock()
-	p.warnPerm.Do(func() {
-		p.c.log.Error("the NATS server refused a publish: the credentials may not publish on this subject (further refusals are counted in publish_failures_total{reason=\"permission\"})", "subject", subject, "err", err)
-	})
+	p.refusals.Log("permission", "the NATS server refused a publish: the credentials may not publish on this subject (further refusals are counted in publish_failures_total{reason=\"permission\"})",
+		"the NATS server refused a publish", "subject", subject, "err", err)
 }
 
 func (p *JSPublisher) wasRefused(subject string) bool {
@@ -334,6 +334,5 @@ func (p *JSPublisher) Ready() <-chan struct{} { return p.c.readyChan() }
 
 // Connected reports whether the connection is up (for readiness checks).
 func (p *JSPublisher) Connected() bool {
-	nc, _ := p.c.current()
-	return nc != nil
+	return p.c.connected()
 }

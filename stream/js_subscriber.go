@@ -246,8 +246,7 @@ func (s *JSSubscriber) forget(j *jsMsg) {
 
 // Connected reports whether the connection is up (for readiness checks).
 func (s *JSSubscriber) Connected() bool {
-	nc, _ := s.c.current()
-	return nc != nil
+	return s.c.connected()
 }
 
 // jsMsg is one JetStream delivery. While it is neither acknowledged nor
@@ -257,7 +256,6 @@ func (s *JSSubscriber) Connected() bool {
 type jsMsg struct {
 	m         jetstream.Msg
 	publisher string
-	bound     bool
 	redeliv   bool
 
 	mu       sync.Mutex
@@ -266,10 +264,7 @@ type jsMsg struct {
 }
 
 func newJSMsg(m jetstream.Msg, topicTokens int, ackWait time.Duration, progressed prometheus.Counter) *jsMsg {
-	j := &jsMsg{m: m}
-	if k, err := ParseSubject(m.Subject(), topicTokens); err == nil {
-		j.publisher, j.bound = k.Publisher, true
-	}
+	j := &jsMsg{m: m, publisher: subjectPublisher(m.Subject(), topicTokens)}
 	if md, err := m.Metadata(); err == nil {
 		j.redeliv = md.NumDelivered > 1
 	}
@@ -327,15 +322,8 @@ func (j *jsMsg) Redelivered() bool { return j.redeliv }
 func (j *jsMsg) Ack() error        { j.settle(); return j.m.Ack() }
 func (j *jsMsg) Term() error       { j.settle(); return j.m.Term() }
 
-// Publisher is the subject's publisher token. A subject that is not of
-// the form <topic>.<publisher>.<job>.<instance> binds the message to a
-// name no envelope can hold, so its scrape is refused.
-func (j *jsMsg) Publisher() (string, bool) {
-	if !j.bound {
-		return "(subject " + j.m.Subject() + " not of the form topic.<publisher>.<job>.<instance>)", true
-	}
-	return j.publisher, true
-}
+// Publisher is the subject's publisher token (see subjectPublisher).
+func (j *jsMsg) Publisher() (string, bool) { return j.publisher, true }
 
 type jsSubMetrics struct {
 	pending, ackPending, redelivered prometheus.Gauge

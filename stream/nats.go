@@ -54,6 +54,29 @@ func (a natsAuth) check() error {
 	return nil
 }
 
+// dial connects to NATS as name, each attempt bounded by timeout. A
+// connection that drops is made again by nats.go, every reconnectWait and
+// without end: the caller decides when a session is lost. handlers are the
+// caller's (reconnect, disconnect, errors). A failed connect is explained
+// by connectError.
+func (a natsAuth) dial(name string, timeout, reconnectWait time.Duration, handlers ...nats.Option) (*nats.Conn, error) {
+	opts, err := a.options()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts,
+		nats.Name(name),
+		nats.Timeout(timeout),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(reconnectWait),
+	)
+	nc, err := nats.Connect(strings.Join(a.URLs, ","), append(opts, handlers...)...)
+	if err != nil {
+		return nil, a.connectError(err)
+	}
+	return nc, nil
+}
+
 // options are the nats.Options for TLS and authentication.
 func (a natsAuth) options() ([]nats.Option, error) {
 	var opts []nats.Option

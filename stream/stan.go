@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -131,8 +130,6 @@ func (o *STANOptions) auth(section string) natsAuth {
 	}
 }
 
-func (c *connection) auth() natsAuth { return c.opts.auth(c.section) }
-
 // current returns the live connection, or nil.
 func (c *connection) current() stan.Conn {
 	c.mu.Lock()
@@ -177,28 +174,18 @@ func (c *connection) set(sc stan.Conn) {
 // dial makes one connection attempt. lost receives the reason the
 // connection was lost, at most once.
 func (c *connection) dial(lost chan<- error) (*ownedConn, error) {
-	natsOpts := []nats.Option{
-		nats.Name(c.opts.ClientID),
-		nats.Timeout(c.opts.ConnectTimeout),
-		// The streaming layer decides when the session is gone (pings);
-		// the NATS layer keeps trying underneath it meanwhile.
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(c.opts.BackoffMin),
+	// The streaming layer decides when the session is gone (pings); the
+	// NATS layer keeps trying underneath it meanwhile.
+	nc, err := c.opts.auth(c.section).dial(c.opts.ClientID, c.opts.ConnectTimeout, c.opts.BackoffMin,
 		// Counted, as the stream layer may not notice: a TCP connection
 		// dropped and made again underneath a session that survives.
 		nats.ReconnectHandler(func(*nats.Conn) {
 			c.metrics.reconnects.Inc()
 			c.log.Info("NATS connection re-established under the stream connection")
 		}),
-	}
-	a := c.auth()
-	more, err := a.options()
+	)
 	if err != nil {
 		return nil, err
-	}
-	nc, err := nats.Connect(strings.Join(c.opts.URLs, ","), append(natsOpts, more...)...)
-	if err != nil {
-		return nil, a.connectError(err)
 	}
 	sc, err := stan.Connect(c.opts.ClusterID, c.opts.ClientID,
 		stan.NatsConn(nc),

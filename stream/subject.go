@@ -88,6 +88,18 @@ func ParseSubject(subject string, topicTokens int) (Key, error) {
 	return Key{Publisher: vals[0], Job: vals[1], Instance: vals[2]}, nil
 }
 
+// subjectPublisher is the publisher token of a delivery's subject under a
+// topic of topicTokens tokens. A subject that is not of the form
+// <topic>.<publisher>.<job>.<instance> binds the message to a name no
+// envelope can hold, so its scrape is refused.
+func subjectPublisher(subject string, topicTokens int) string {
+	k, err := ParseSubject(subject, topicTokens)
+	if err != nil {
+		return "(subject " + subject + " not of the form topic.<publisher>.<job>.<instance>)"
+	}
+	return k.Publisher
+}
+
 // DecodeToken reverses EncodeToken. A token EncodeToken cannot have
 // produced (a plain byte escaped, lower-case hex, a bad escape) is an
 // error, so that one group has one subject.

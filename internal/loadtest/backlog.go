@@ -226,18 +226,9 @@ func (b *bench) publishBacklog(ctx context.Context, rounds int) error {
 	acks := make(chan error, rounds*o.Targets)
 	for r := range rounds {
 		for i := range o.Targets {
-			env := envelope.Envelope{
-				Job: job, Instance: instance(i), Publisher: "bench",
-				ScrapeStart:    base.Add(time.Duration(r) * time.Millisecond),
-				ScrapeDuration: time.Millisecond,
-				Outcome:        envelope.OutcomeSuccess,
-				ContentType:    exporterContentType,
-				Codec:          codec,
-				Payload:        payload,
-			}
-			msg, err := envelope.Append(nil, &env)
+			msg, err := backlogMessage(i, base.Add(time.Duration(r)*time.Millisecond), codec, payload)
 			if err != nil {
-				return fmt.Errorf("backlog: %w", err)
+				return err
 			}
 			if _, err := sc.PublishAsync(channel, msg, func(_ string, err error) { acks <- err }); err != nil {
 				return fmt.Errorf("backlog: publish: %w", err)
@@ -255,6 +246,24 @@ func (b *bench) publishBacklog(ctx context.Context, rounds int) error {
 		}
 	}
 	return nil
+}
+
+// backlogMessage is a scrape of instance(i) started at start, encoded as
+// the poller encodes it.
+func backlogMessage(i int, start time.Time, codec envelope.Codec, payload []byte) ([]byte, error) {
+	msg, err := envelope.Append(nil, &envelope.Envelope{
+		Job: job, Instance: instance(i), Publisher: publisher,
+		ScrapeStart:    start,
+		ScrapeDuration: time.Millisecond,
+		Outcome:        envelope.OutcomeSuccess,
+		ContentType:    exporterContentType,
+		Codec:          codec,
+		Payload:        payload,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("backlog: %w", err)
+	}
+	return msg, nil
 }
 
 // publishJSBacklog publishes total scrapes to the JetStream stream, each
@@ -279,18 +288,9 @@ func (b *bench) publishJSBacklog(ctx context.Context, total int) error {
 	base := time.Now()
 	futures := make([]jetstream.PubAckFuture, 0, total)
 	for i := range total {
-		env := envelope.Envelope{
-			Job: job, Instance: instance(i), Publisher: publisher,
-			ScrapeStart:    base.Add(time.Duration(i) * time.Microsecond),
-			ScrapeDuration: time.Millisecond,
-			Outcome:        envelope.OutcomeSuccess,
-			ContentType:    exporterContentType,
-			Codec:          codec,
-			Payload:        payload,
-		}
-		msg, err := envelope.Append(nil, &env)
+		msg, err := backlogMessage(i, base.Add(time.Duration(i)*time.Microsecond), codec, payload)
 		if err != nil {
-			return fmt.Errorf("backlog: %w", err)
+			return err
 		}
 		subject := stream.Subject(channel, stream.Key{Publisher: publisher, Job: job, Instance: instance(i)})
 		f, err := js.PublishAsync(subject, msg, jetstream.WithStallWait(b.opts.PhaseTimeout))

@@ -250,14 +250,7 @@ func (r *Output) reportCheck(key pushgateway.GroupingKey, rep *checkReport) {
 	}
 	args = append(args, "families_left_out", families, "series_left_out", series)
 	const msg = "left parts of a scrape out of its push: the Pushgateway's /metrics could not serve them next to what it holds"
-	logged := false
-	r.clashLog.Do(func() {
-		logged = true
-		r.log.Warn(msg+" (further ones are logged at debug level for a minute)", args...)
-	})
-	if !logged {
-		r.log.Debug(msg, args...)
-	}
+	r.logs.Log(logLeftOut, msg+" (further ones are logged at debug level for a minute)", msg, args...)
 }
 
 func typeName(t dto.MetricType) string { return strings.ToLower(t.String()) }

@@ -8,7 +8,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/choria-io/prometheus-streams/envelope"
+	"github.com/choria-io/prometheus-streams/pushgateway"
 )
 
 // The Pushgateway serves every group it stores on one /metrics, gathered
@@ -42,12 +42,6 @@ const (
 	clashName       = "name_clash"
 	seriesDuplicate = "duplicate"
 	seriesInvalid   = "invalid"
-)
-
-// Families the Pushgateway adds to every group: always its gauges.
-const (
-	metricPushTime        = "push_time_seconds"
-	metricPushFailureTime = "push_failure_time_seconds"
 )
 
 // bookFamily is one family name in the Pushgateway. Groups refer to it by
@@ -111,7 +105,7 @@ type book struct {
 func newBook() *book {
 	b := &book{fams: map[string]*bookFamily{}, groups: map[string]*holding{}}
 	// The Pushgateway adds these to every group, always as gauges.
-	for _, name := range []string{metricPushTime, metricPushFailureTime} {
+	for _, name := range []string{pushgateway.PushTimeMetric, pushgateway.PushFailureTimeMetric} {
 		b.fams[name] = &bookFamily{name: name, typ: dto.MetricType_GAUGE, fixed: true}
 	}
 	return b
@@ -377,7 +371,7 @@ func (s *bookSeeder) add(mf *dto.MetricFamily) error {
 		f = &bookFamily{name: name, typ: mf.GetType()}
 		s.b.fams[name] = f
 	}
-	if name == metricPushTime || name == metricPushFailureTime {
+	if name == pushgateway.PushTimeMetric || name == pushgateway.PushFailureTimeMetric {
 		f.typ, f.fixed = dto.MetricType_GAUGE, true
 		return nil
 	}
@@ -425,11 +419,12 @@ func (s *bookSeeder) done() {
 	}
 }
 
-// seedLimit bounds the Pushgateway's /metrics read at start.
+// seedLimit bounds a read of the Pushgateway's /metrics.
 const seedLimit = 2 << 30
 
 // seedBook fills the book with what the Pushgateway already holds, read
-// family by family from its /metrics. It is best effort: if it fails (the
+// family by family from its /metrics, and has the scheduler watch the
+// groups of the receiver's found there. It is best effort: if it fails (the
 // Pushgateway unreachable, or its /metrics already broken), the receiver
 // goes on with what it learned, and a family it does not know of (one a
 // group pushed before this start, which the receiver does not push again)
@@ -438,12 +433,12 @@ func (r *Output) seedBook(ctx context.Context) {
 	sctx, cancel := context.WithTimeout(ctx, groupsTimeout)
 	defer cancel()
 	s := &bookSeeder{b: r.book, groupOf: r.seedGroupOf()}
-	gs := newGroupSeeder(r)
+	found := pushgateway.NewGroupFinder(metricSamples)
 	// One read of /metrics serves both the book and the groups to watch
 	// for silence: on a big Pushgateway it is the costliest thing a start
 	// does.
 	err := r.push.Families(sctx, seedLimit, func(mf *dto.MetricFamily) error {
-		gs.add(mf)
+		found.Add(mf)
 		return s.add(mf)
 	})
 	s.done()
@@ -457,40 +452,23 @@ func (r *Output) seedBook(ctx context.Context) {
 		return
 	}
 	r.log.Info("consistency check knows the Pushgateway's metric families", "families", families, "groups", groups)
-	r.log.Info("watching the groups found in the Pushgateway", "groups", gs.done())
+	r.log.Info("watching the groups found in the Pushgateway", "groups", r.watch(r.ours(found.Groups())))
 }
 
 // seedGroupOf returns a function naming a series' group as the scheduler
-// names it (the grouping key's path), from the series' job, instance and,
-// with publisher_label, publisher labels. A series without them is the
-// Pushgateway's own (no job label) or of a group of another shape.
+// names it (the grouping key's path), from the series' grouping labels. A
+// series without them is the Pushgateway's own (no job label) or of a
+// group of another shape.
 func (r *Output) seedGroupOf() func([]*dto.LabelPair) (string, bool) {
-	ids := map[[3]string]string{}
+	ids := map[groupValues]string{}
 	return func(labels []*dto.LabelPair) (string, bool) {
-		var v [3]string
-		var found [3]bool
-		for _, l := range labels {
-			i := -1
-			switch l.GetName() {
-			case "job":
-				i = 0
-			case "instance":
-				i = 1
-			case r.opts.PublisherLabelName:
-				if r.opts.PublisherLabel {
-					i = 2
-				}
-			}
-			if i >= 0 {
-				v[i], found[i] = l.GetValue(), true
-			}
-		}
-		if !found[0] || !found[1] || (r.opts.PublisherLabel && !found[2]) {
+		v, _, ok := r.grouping.values(pairs(labels))
+		if !ok {
 			return "", false
 		}
 		id, ok := ids[v]
 		if !ok {
-			id = r.groupingKey(&envelope.Envelope{Job: v[0], Instance: v[1], Publisher: v[2]}).Path()
+			id = r.grouping.key(v).Path()
 			ids[v] = id
 		}
 		return id, true

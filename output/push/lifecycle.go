@@ -8,7 +8,6 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/pushgateway"
 )
 
@@ -75,10 +74,23 @@ func lifecyclePeriod(downAfter time.Duration) time.Duration {
 // whole /metrics: longer than a push.
 const groupsTimeout = time.Minute
 
-// listedGroup is a group listGroups found, with its grouping key.
+// listedGroup is a group of the receiver's found in the Pushgateway, with
+// its grouping key.
 type listedGroup struct {
 	pushgateway.Group
 	key pushgateway.GroupingKey
+}
+
+// ours keys the groups found in the Pushgateway as the scheduler keys
+// them, leaving out those of another shape: someone else's.
+func (r *Output) ours(groups []pushgateway.Group) map[string]listedGroup {
+	out := make(map[string]listedGroup, len(groups))
+	for _, g := range groups {
+		if key, ok := r.grouping.of(g.Labels); ok {
+			out[key.Path()] = listedGroup{Group: g, key: key}
+		}
+	}
+	return out
 }
 
 // listGroups returns the groups in the Pushgateway that carry the marker
@@ -86,17 +98,11 @@ type listedGroup struct {
 func (r *Output) listGroups(ctx context.Context) (map[string]listedGroup, error) {
 	lctx, cancel := context.WithTimeout(ctx, groupsTimeout)
 	defer cancel()
-	groups, err := r.push.Groups(lctx, metricSamples)
+	groups, err := r.push.Groups(lctx, metricSamples, seedLimit)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]listedGroup, len(groups))
-	for _, g := range groups {
-		if key, ok := r.keyOf(g.Labels); ok {
-			out[key.Path()] = listedGroup{Group: g, key: key}
-		}
-	}
-	return out, nil
+	return r.ours(groups), nil
 }
 
 // refresh updates the push times of the groups from the Pushgateway.
@@ -125,84 +131,19 @@ func (r *Output) learnGroups(ctx context.Context) bool {
 		r.log.Warn("cannot list the Pushgateway's groups to delete the silent ones after delete_after was set; trying again", "err", err)
 		return false
 	}
-	for id, g := range groups {
-		r.sched.seed(id, g.key, g.PushTime)
-	}
-	r.log.Info("delete_after set: watching the groups found in the Pushgateway", "groups", len(groups))
+	r.log.Info("delete_after set: watching the groups found in the Pushgateway", "groups", r.watch(groups))
 	return true
 }
 
-// groupSeeder learns, from the families of the Pushgateway's /metrics that
-// seedBook reads at start anyway, the groups this receiver (or its
-// predecessor) pushed before a restart: those with a push_time_seconds and
-// the scrape_samples_scraped series only the receiver adds. They are then
-// marked down and deleted in time too.
-type groupSeeder struct {
-	r         *Output
-	pushTimes map[string]time.Time
-	keys      map[string]pushgateway.GroupingKey
-	marked    map[string]bool
-}
-
-func newGroupSeeder(r *Output) *groupSeeder {
-	return &groupSeeder{r: r, pushTimes: map[string]time.Time{}, keys: map[string]pushgateway.GroupingKey{}, marked: map[string]bool{}}
-}
-
-// add looks at one family; only the two that name groups matter.
-func (s *groupSeeder) add(mf *dto.MetricFamily) {
-	name := mf.GetName()
-	if name != metricPushTime && name != metricSamples {
-		return
+// watch has the scheduler watch groups of the receiver's (or its
+// predecessor's) found in the Pushgateway, so that they are marked down
+// and deleted in time even if no scrape of theirs arrives again, and
+// returns how many.
+func (r *Output) watch(groups map[string]listedGroup) int {
+	for id, g := range groups {
+		r.sched.seed(id, g.key, g.PushTime)
 	}
-	for _, m := range mf.GetMetric() {
-		labels := make(map[string]string, len(m.GetLabel()))
-		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		key, ok := s.r.keyOf(labels)
-		if !ok {
-			continue // a group of another shape: not the receiver's
-		}
-		id := key.Path()
-		if name == metricSamples {
-			s.marked[id] = true
-			continue
-		}
-		v := m.GetGauge().GetValue() + m.GetUntyped().GetValue()
-		s.pushTimes[id], s.keys[id] = time.Unix(0, int64(v*1e9)), key
-	}
-}
-
-// done hands the groups found to the scheduler and returns how many.
-func (s *groupSeeder) done() int {
-	n := 0
-	for id, pushed := range s.pushTimes {
-		if s.marked[id] {
-			s.r.sched.seed(id, s.keys[id], pushed)
-			n++
-		}
-	}
-	return n
-}
-
-// keyOf turns a group's labels back into a grouping key of this receiver's
-// shape (job, instance and, with publisher_label, the publisher label);
-// groups of another shape are someone else's.
-func (r *Output) keyOf(labels map[string]string) (pushgateway.GroupingKey, bool) {
-	want := append([]string{"job"}, r.groupLabels[1:]...)
-	if len(labels) != len(want) {
-		return pushgateway.GroupingKey{}, false
-	}
-	for _, name := range want {
-		if _, ok := labels[name]; !ok {
-			return pushgateway.GroupingKey{}, false
-		}
-	}
-	env := &envelope.Envelope{Job: labels["job"], Instance: labels["instance"]}
-	if r.opts.PublisherLabel {
-		env.Publisher = labels[r.opts.PublisherLabelName]
-	}
-	return r.groupingKey(env), true
+	return len(groups)
 }
 
 // control carries out the receiver's own action on a silent group: one
@@ -243,14 +184,8 @@ func (w *worker) control(ctx context.Context, g *group, it *item) {
 		// change nothing. Stop watching; a new scrape starts it afresh.
 		r.sched.remove(g)
 	}
-	logged := false
-	r.controlFailLog.Do(func() {
-		logged = true
-		r.log.Warn("could not update a silent group (further failures are logged at debug level for a minute)", "group", g.key, "err", err)
-	})
-	if !logged {
-		r.log.Debug("could not update a silent group", "group", g.key, "err", err)
-	}
+	r.logs.Log(logControlFailed, "could not update a silent group (further failures are logged at debug level for a minute)",
+		"could not update a silent group", "group", g.key, "err", err)
 }
 
 // downBody is a push body that says only that the target is down, with

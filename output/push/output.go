@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 
 	"github.com/choria-io/prometheus-streams/config"
 	"github.com/choria-io/prometheus-streams/envelope"
+	"github.com/choria-io/prometheus-streams/internal/lograte"
 	"github.com/choria-io/prometheus-streams/output"
 	"github.com/choria-io/prometheus-streams/pushgateway"
 )
@@ -81,30 +81,31 @@ type Live struct {
 type Output struct {
 	// opts' MaxAge, DownAfter and DeleteAfter are those New was given;
 	// live holds the current ones.
-	opts    Options
-	live    atomic.Pointer[Live]
-	push    *pushgateway.Client
-	log     *slog.Logger
-	metrics *metrics
-	sched   *scheduler
-	book    *book // the families in the Pushgateway, for the consistency check
-	now     func() time.Time
-	turn    *turn
-	// groupLabels are the grouping key's label names besides job.
-	groupLabels []string
+	opts     Options
+	live     atomic.Pointer[Live]
+	push     *pushgateway.Client
+	log      *slog.Logger
+	metrics  *metrics
+	sched    *scheduler
+	book     *book // the families in the Pushgateway, for the consistency check
+	now      func() time.Time
+	turn     *turn
+	grouping grouping // the shape of the grouping keys
 
-	// pushFailLog rate-limits push failures: during a Pushgateway outage
-	// every group fails every interval.
-	pushFailLog rate.Sometimes
-	// conflictLog rate-limits publisher conflicts, which repeat every scrape.
-	conflictLog rate.Sometimes
-	// controlFailLog rate-limits failed mark-downs and deletes, which every
-	// silent group repeats every lifecycle tick while the Pushgateway is away.
-	controlFailLog rate.Sometimes
-	// clashLog rate-limits what the consistency check leaves out, which
-	// repeats every scrape of the offending targets.
-	clashLog rate.Sometimes
+	// logs rate-limits what repeats for every group (keys below): push
+	// failures during an outage, publisher conflicts and what the
+	// consistency check leaves out every scrape, failed mark-downs and
+	// deletes every lifecycle tick.
+	logs *lograte.Limiter
 }
+
+// The kinds of message Output.logs rate-limits.
+const (
+	logPushFailed    = "push_failed"
+	logConflict      = "conflict"
+	logControlFailed = "control_failed"
+	logLeftOut       = "left_out"
+)
 
 // New validates opts and registers the output's metrics on reg.
 func New(opts Options, push *pushgateway.Client, logger *slog.Logger, reg prometheus.Registerer) (*Output, error) {
@@ -144,24 +145,18 @@ func New(opts Options, push *pushgateway.Client, logger *slog.Logger, reg promet
 	if err != nil {
 		return nil, err
 	}
-	groupLabels := []string{"job", "instance"}
-	if opts.PublisherLabel {
-		groupLabels = append(groupLabels, opts.PublisherLabelName)
-	}
+	logger = logger.With("component", "push")
 	r := &Output{
-		groupLabels:    groupLabels,
-		opts:           opts,
-		push:           push,
-		log:            logger.With("component", "push"),
-		metrics:        m,
-		sched:          sched,
-		book:           newBook(),
-		now:            time.Now,
-		turn:           newTurn(),
-		pushFailLog:    rate.Sometimes{Interval: time.Minute},
-		conflictLog:    rate.Sometimes{Interval: time.Minute},
-		controlFailLog: rate.Sometimes{Interval: time.Minute},
-		clashLog:       rate.Sometimes{Interval: time.Minute},
+		grouping: newGrouping(opts),
+		opts:     opts,
+		push:     push,
+		log:      logger,
+		metrics:  m,
+		sched:    sched,
+		book:     newBook(),
+		now:      time.Now,
+		turn:     newTurn(),
+		logs:     lograte.New(logger, slog.LevelWarn),
 	}
 	r.live.Store(&Live{MaxAge: opts.MaxAge, DownAfter: opts.DownAfter, DeleteAfter: opts.DeleteAfter})
 	return r, nil
@@ -255,7 +250,7 @@ func (r *Output) Stop() {
 // Offer implements output.Output: it queues the scrape for its group,
 // latest-wins. It never blocks: pushing happens in the workers.
 func (r *Output) Offer(env *envelope.Envelope, d output.Delivery) {
-	key := r.groupingKey(env)
+	key := r.grouping.key(groupValues{env.Job, env.Instance, env.Publisher})
 	id := key.Path()
 	for _, old := range r.sched.offer(id, key, &item{env: env, msgs: []output.Delivery{d}}) {
 		settle(old.msgs, output.ReasonSuperseded, nil)
@@ -270,19 +265,9 @@ func (r *Output) Offer(env *envelope.Envelope, d output.Delivery) {
 // instance name: they overwrite each other's scrapes.
 func (r *Output) conflict(key pushgateway.GroupingKey, previous, publisher string) {
 	r.metrics.conflicts.Inc()
-	r.conflictLog.Do(func() {
-		r.log.Warn("two publishers write the same group and overwrite each other; set push_gateway.publisher_label or rename the targets (further conflicts are logged at debug level for a minute)",
-			"group", key, "publisher", publisher, "previous_publisher", previous)
-	})
-	r.log.Debug("publisher conflict", "group", key, "publisher", publisher, "previous_publisher", previous)
-}
-
-func (r *Output) groupingKey(env *envelope.Envelope) pushgateway.GroupingKey {
-	key := pushgateway.GroupingKey{Job: env.Job, Labels: []pushgateway.Label{{Name: "instance", Value: env.Instance}}}
-	if r.opts.PublisherLabel {
-		key.Labels = append(key.Labels, pushgateway.Label{Name: r.opts.PublisherLabelName, Value: env.Publisher})
-	}
-	return key
+	r.logs.Log(logConflict,
+		"two publishers write the same group and overwrite each other; set push_gateway.publisher_label or rename the targets (further conflicts are logged at debug level for a minute)",
+		"publisher conflict", "group", key, "publisher", publisher, "previous_publisher", previous)
 }
 
 // settle settles the deliveries of one scrape: reason "" when it was

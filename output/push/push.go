@@ -72,15 +72,9 @@ func (w *worker) process(ctx context.Context, g *group, it *item) {
 			return
 		}
 		r.metrics.pushes.WithLabelValues(pushError).Inc()
-		logged := false
-		r.pushFailLog.Do(func() {
-			logged = true
-			r.log.Warn("push failed, retrying while the scrape is younger than max_age (further failures are logged at debug level for a minute)",
-				"group", g.key, "err", err, "attempt", attempt)
-		})
-		if !logged {
-			r.log.Debug("push failed, retrying", "group", g.key, "err", err, "attempt", attempt)
-		}
+		r.logs.Log(logPushFailed,
+			"push failed, retrying while the scrape is younger than max_age (further failures are logged at debug level for a minute)",
+			"push failed, retrying", "group", g.key, "err", err, "attempt", attempt)
 		if r.sched.hasNewer(g) {
 			settle(w.finish(g, false, answered), output.ReasonSuperseded, nil)
 			return
@@ -113,9 +107,9 @@ func (w *worker) finish(g *group, pushed, answered bool) []output.Delivery {
 // sent. A 5xx may come from a proxy after the Pushgateway took the push,
 // and a network error or timeout may hide an answer that was on its way.
 func notTaken(err error) bool {
-	var se *pushgateway.StatusError
-	if errors.As(err, &se) {
-		return se.Code < 500
+	var pe *pushgateway.Error
+	if errors.As(err, &pe) && pe.Code != 0 {
+		return pe.Code < 500
 	}
 	return errors.Is(err, pushgateway.ErrInvalidGroupingKey)
 }
@@ -137,7 +131,7 @@ func (w *worker) prepare(g *group, env *envelope.Envelope) (string, error) {
 		w.body = slices.Grow(w.body, 1)
 	}
 	w.out.Reset()
-	res, err := convert(env, w.body, w.r.groupLabels, w.checkFor(g), &w.out)
+	res, err := convert(env, w.body, w.r.grouping.names, w.checkFor(g), &w.out)
 	if err != nil {
 		r.book.settle(g.id, pushNotApplied)
 		return "", err
