@@ -34,6 +34,12 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
+	if raceEnabled {
+		if err := noRaceExitSleep(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			return 1
+		}
+	}
 	binary, err = build(dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
@@ -47,6 +53,21 @@ func runTests(m *testing.M) int {
 		}
 	}
 	return code
+}
+
+// noRaceExitSleep sets atexit_sleep_ms=0 in GORACE for the child processes
+// (they inherit the environment), unless GORACE sets it already. A binary
+// built with -race otherwise sleeps a second before it exits, for other
+// threads to report races they are still finding; it still waits for the
+// reports already being written, and still exits 66 after any. The tests
+// stop every daemon they start, to check its exit or in a cleanup, and
+// each stop took that second.
+func noRaceExitSleep() error {
+	v := os.Getenv("GORACE")
+	if strings.Contains(v, "atexit_sleep_ms") {
+		return nil
+	}
+	return os.Setenv("GORACE", strings.TrimSpace(v+" atexit_sleep_ms=0"))
 }
 
 // build compiles ./cmd/prometheus-streams of this module into dir.
