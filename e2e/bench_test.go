@@ -32,6 +32,7 @@ const (
 // phase runs it too. The figures themselves are for docs/performance.md,
 // not for a test.
 func TestBenchHarness(t *testing.T) {
+	t.Parallel()
 	root, err := moduleRoot()
 	if err != nil {
 		t.Fatal(err)

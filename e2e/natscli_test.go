@@ -405,6 +405,7 @@ const (
 
 // TestNatsCLI builds natscli and runs the docs' commands with it.
 func TestNatsCLI(t *testing.T) {
+	t.Parallel()
 	cli := natsCLI{bin: buildNatsCLI(t), home: t.TempDir()}
 	want := pollerStream(t)
 	t.Run("CreateAndInspect", func(t *testing.T) { testNatsCLIStream(t, cli, want) })
