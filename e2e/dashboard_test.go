@@ -136,12 +136,17 @@ type liveCheck struct {
 // follows the stream (role="follower"), so the JetStream-only metrics
 // must return data too.
 func TestDashboardAndRulesAgainstRealPrometheus(t *testing.T) {
+	t.Parallel()
 	requireDebianPrometheus(t)
 	dashboards := loadDashboards(t)
 	rules := loadRules(t)
 	ruleFiles := globModule(t, ruleFilesGlob)
 	for _, tr := range monitoredTransports {
-		t.Run(tr.name, func(t *testing.T) { checkDashboardAndRules(t, tr, dashboards, rules, ruleFiles) })
+		t.Run(tr.name, func(t *testing.T) {
+			// Each transport's pipeline and Prometheus are its own.
+			t.Parallel()
+			checkDashboardAndRules(t, tr, dashboards, rules, ruleFiles)
+		})
 	}
 }
 

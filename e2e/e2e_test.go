@@ -49,6 +49,7 @@ func requireDebianPrometheus(t *testing.T) {
 // job prometheus_streams; a dead target shows up as up 0; and both daemons
 // exit 0, the poller on SIGTERM and the receiver on SIGINT (Ctrl-C).
 func TestOneDotZeroConfigIntoRealPrometheus(t *testing.T) {
+	t.Parallel()
 	requireDebianPrometheus(t)
 	p := startPipeline(t)
 	client := newHTTPClient(t)
@@ -101,6 +102,7 @@ func TestOneDotZeroConfigIntoRealPrometheus(t *testing.T) {
 // passes and lists its targets, and on the same file with a misspelt key,
 // which fails naming the key and its line.
 func TestCheckConfigOnOneDotZeroFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	good := render(t, "prometheus-streams-1.0.yaml.tmpl", streamsConfig{
 		LogFile:        filepath.Join(dir, "prometheus-streams.log"),

@@ -43,6 +43,11 @@ var (
 // (asserted without -race only: the race detector's shadow memory alone
 // takes the poller past it).
 func TestFaultHostileTargetsStayUnder256MiB(t *testing.T) {
+	// Not parallel: the heaviest test (the endless body alone is 16 MiB
+	// a second, written by this process and read by the race-checked
+	// poller), it would delay the daemons of the tests that run beside
+	// it past their bounds (the bench harness's drain within a max_age
+	// of two intervals).
 	dir := t.TempDir()
 	logger := fileLogger(t, dir, "servers.log")
 	nats := testenv.Streaming(t, embedded.StreamingOptions{Logger: logger})

@@ -150,6 +150,7 @@ func waitWithin(t *testing.T, timeout time.Duration, what string, cond func() er
 // shared consumer, and the receiver serves it on /sd and /scrape through
 // its own one.
 func TestJetStreamConfigIntoPushgatewayAndServing(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	logger := fileLogger(t, dir, "servers.log")
 	nats := testenv.NATS(t, embedded.NATSOptions{Logger: logger})
@@ -211,6 +212,9 @@ func TestJetStreamConfigIntoPushgatewayAndServing(t *testing.T) {
 // leaves the consumer pinned to a dead client until pinned_ttl passes;
 // then the standby is pinned and the Pushgateway gets newer pushes again.
 func TestJetStreamReceiverKilledStandbyTakesOver(t *testing.T) {
+	// Not parallel: the check that the pin stays with the live active
+	// receiver needs its pulls on time (one a second, pinned_ttl 2s),
+	// which the load of other tests could delay.
 	dir := t.TempDir()
 	logger := fileLogger(t, dir, "servers.log")
 	nats := testenv.NATS(t, embedded.NATSOptions{Logger: logger})
@@ -299,6 +303,7 @@ func TestJetStreamReceiverKilledStandbyTakesOver(t *testing.T) {
 // (file store, same port) under a running poller and receiver: both
 // reconnect on their own, and new scrapes reach the Pushgateway again.
 func TestJetStreamServerRestartUnderBothDaemons(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	logger := fileLogger(t, dir, "servers.log")
 	nats := testenv.NATS(t, embedded.NATSOptions{StoreDir: t.TempDir(), Logger: logger})

@@ -6,10 +6,13 @@ package e2e
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -34,8 +37,18 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
+	if raceEnabled {
+		if err := noRaceExitSleep(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			return 1
+		}
+	}
 	binary, err = build(dir)
 	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	if err := defaultParallel(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
@@ -47,6 +60,42 @@ func runTests(m *testing.M) int {
 		}
 	}
 	return code
+}
+
+// parallel is how many of the tests that call t.Parallel run at once,
+// unless -parallel says otherwise. Its default, GOMAXPROCS, suits tests
+// that compute; these mostly wait, on child processes, scrape intervals
+// and Prometheus's own pace (its first scrape of a new target comes 5s or
+// more after it starts). The tests that assert a time bound, or count what
+// a delay would change, do not call t.Parallel, nor does the heaviest
+// one: they run first, one at a time.
+const parallel = 4
+
+// defaultParallel sets -test.parallel to parallel (or GOMAXPROCS, when
+// higher) unless the command line set it.
+func defaultParallel() error {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if set {
+		return nil
+	}
+	return flag.Set("test.parallel", strconv.Itoa(max(parallel, runtime.GOMAXPROCS(0))))
+}
+
+// noRaceExitSleep sets atexit_sleep_ms=0 in GORACE for the child processes
+// (they inherit the environment), unless GORACE sets it already. A binary
+// built with -race otherwise sleeps a second before it exits, for other
+// threads to report races they are still finding; it still waits for the
+// reports already being written, and still exits 66 after any. The tests
+// stop every daemon they start, to check its exit or in a cleanup, and
+// each stop took that second.
+func noRaceExitSleep() error {
+	v := os.Getenv("GORACE")
+	if strings.Contains(v, "atexit_sleep_ms") {
+		return nil
+	}
+	return os.Setenv("GORACE", strings.TrimSpace(v+" atexit_sleep_ms=0"))
 }
 
 // build compiles ./cmd/prometheus-streams of this module into dir.

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -33,27 +34,36 @@ import (
 // natsCLITimeout bounds one run of the nats command.
 const natsCLITimeout = 30 * time.Second
 
-// buildNatsCLI builds natscli from packaging/tools (its own module, so
-// natscli's dependencies never reach the main go.mod) into dir. From a cold
-// build cache this takes a minute or more; Go's build cache makes later
-// builds quick.
-func buildNatsCLI(t *testing.T, dir string) string {
+// buildNatsCLI returns natscli built from packaging/tools (its own module,
+// so natscli's dependencies never reach the main go.mod, which lists it as
+// a tool): `go tool -n nats` builds it into Go's build cache, unless it is
+// there already, and prints the path of the cached executable. From a
+// cold build cache this takes a minute or more; later runs take a moment,
+// where `go build -o` into a new directory linked the binary every time
+// (several seconds).
+func buildNatsCLI(t *testing.T) string {
 	t.Helper()
 	root, err := moduleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(dir, "nats")
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/nats-io/natscli/nats")
+	cmd := exec.CommandContext(ctx, "go", "tool", "-n", "nats")
 	cmd.Dir = filepath.Join(root, "packaging", "tools")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	start := time.Now()
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build natscli in packaging/tools: %v\n%s", err, b)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go tool -n nats in packaging/tools: %v\n%s", err, stderr.Bytes())
 	}
-	t.Logf("built natscli in %s", time.Since(start).Round(100*time.Millisecond))
-	return out
+	bin := strings.TrimSpace(string(out))
+	if fi, err := os.Stat(bin); err != nil || fi.IsDir() || !filepath.IsAbs(bin) {
+		t.Fatalf("go tool -n nats printed %q, not the path of an executable (%v)", out, err)
+	}
+	t.Logf("natscli built (or found in the build cache) in %s: %s", time.Since(start).Round(100*time.Millisecond), bin)
+	return bin
 }
 
 // natsCLI runs the nats binary.
@@ -395,7 +405,8 @@ const (
 
 // TestNatsCLI builds natscli and runs the docs' commands with it.
 func TestNatsCLI(t *testing.T) {
-	cli := natsCLI{bin: buildNatsCLI(t, t.TempDir()), home: t.TempDir()}
+	t.Parallel()
+	cli := natsCLI{bin: buildNatsCLI(t), home: t.TempDir()}
 	want := pollerStream(t)
 	t.Run("CreateAndInspect", func(t *testing.T) { testNatsCLIStream(t, cli, want) })
 	t.Run("DCSourcing", func(t *testing.T) { testNatsCLISourcing(t, cli, want) })

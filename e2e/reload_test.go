@@ -164,6 +164,8 @@ func metricIs(c *http.Client, url, name string, labels map[string]string, want f
 // from a file_sd file without any reload. The untouched target's data must
 // never stop, and the poller's stream connection must never be redone.
 func TestReloadWhileDataFlows(t *testing.T) {
+	// Not parallel: it bounds the untouched target's gaps across the
+	// reload to a few intervals.
 	const interval = 500 * time.Millisecond
 	dir := t.TempDir()
 	logger := fileLogger(t, dir, "servers.log")

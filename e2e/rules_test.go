@@ -68,6 +68,7 @@ type promtoolTestFile struct {
 // `promtool test rules` on their unit tests, failing with promtool's
 // output.
 func TestRulesPromtool(t *testing.T) {
+	t.Parallel()
 	requireDebianPrometheus(t)
 	if _, err := os.Stat(promtoolBin); err != nil {
 		t.Fatalf("Debian's prometheus package installs %s: %v", promtoolBin, err)

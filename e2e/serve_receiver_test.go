@@ -74,6 +74,7 @@ func servesAll(c *http.Client, base string, exact map[group]exporterBody, live .
 // the replay of the channel's last max_age can explain it, which the test
 // checks on the restarted receiver's counters and on the channel.
 func TestServeReceiverRestartServesAgainWithinSeconds(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	logger := fileLogger(t, dir, "servers.log")
 	nats := testenv.Streaming(t, embedded.StreamingOptions{Logger: logger})
@@ -166,6 +167,7 @@ func TestServeReceiverRestartServesAgainWithinSeconds(t *testing.T) {
 // same bodies; killing one with SIGKILL leaves the other serving, new
 // scrapes included.
 func TestServeHotPair(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	logger := fileLogger(t, dir, "servers.log")
 	nats := testenv.Streaming(t, embedded.StreamingOptions{Logger: logger})

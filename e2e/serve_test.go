@@ -27,6 +27,7 @@ import (
 // scrape_samples_scraped. Once the DC goes silent, every group first
 // answers stale (up 0), then leaves /sd, and its series go stale.
 func TestServeTargetsIntoRealPrometheus(t *testing.T) {
+	t.Parallel()
 	requireDebianPrometheus(t)
 	// delete_after is far enough past max_age that every group is seen
 	// answering "stale" before the first leaves /sd.
