@@ -69,6 +69,7 @@ func jsCluster(t *testing.T) []*embedded.NATS {
 // three-server cluster and takes its leader down: publishing and consuming
 // go on through the new leader with no action of ours.
 func TestJetStreamClusterLeaderChange(t *testing.T) {
+	t.Parallel()
 	servers := jsCluster(t)
 	o := jsOptions(servers[0], "poller")
 	o.URLs = []string{servers[0].URL(), servers[1].URL(), servers[2].URL()}
