@@ -31,6 +31,7 @@ func (e *env) dropped(families bool, reason string) float64 {
 }
 
 func TestConsistencyKeepsThePushgatewayReadable(t *testing.T) {
+	t.Parallel()
 	gw := uncheckedGateway(t)
 	var logs testenv.SyncBuffer
 	e := newEnvWith(t, Options{}, gw.URL(), envSettings{logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
@@ -107,6 +108,7 @@ func TestConsistencyKeepsThePushgatewayReadable(t *testing.T) {
 }
 
 func TestConsistencyKnowsWhatWasPushedBeforeTheStart(t *testing.T) {
+	t.Parallel()
 	gw := uncheckedGateway(t)
 	client, err := pushgateway.New(pushgateway.Options{URL: gw.URL()})
 	if err != nil {

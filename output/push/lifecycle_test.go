@@ -21,6 +21,8 @@ func (e *env) gatewayHas(name string, labels map[string]string) bool {
 	return ok
 }
 
+// Not parallel: the group's values are in the Pushgateway for about
+// down_after (300ms) only, and the test must see them there.
 func TestSilentGroupsAreMarkedDownThenDeleted(t *testing.T) {
 	e := newEnv(t, Options{MaxAge: time.Second, DownAfter: 300 * time.Millisecond, DeleteAfter: 1500 * time.Millisecond}, "")
 	labels := map[string]string{"job": "node", "instance": "gone"}
@@ -45,6 +47,7 @@ func TestSilentGroupsAreMarkedDownThenDeleted(t *testing.T) {
 	}
 }
 
+// Not parallel, as TestSilentGroupsAreMarkedDownThenDeleted.
 func TestAGroupThatComesBackIsUpAgain(t *testing.T) {
 	e := newEnv(t, Options{MaxAge: time.Second, DownAfter: 300 * time.Millisecond}, "")
 	labels := map[string]string{"job": "node", "instance": "flaky"}
@@ -57,6 +60,7 @@ func TestAGroupThatComesBackIsUpAgain(t *testing.T) {
 }
 
 func TestGroupsFromBeforeARestartAreWatchedToo(t *testing.T) {
+	t.Parallel()
 	gw := startGateway(t, "")
 	client, err := pushgateway.New(pushgateway.Options{URL: gw.URL()})
 	if err != nil {
@@ -84,6 +88,7 @@ func TestGroupsFromBeforeARestartAreWatchedToo(t *testing.T) {
 }
 
 func TestPublishersAllowList(t *testing.T) {
+	t.Parallel()
 	e := newEnvWith(t, Options{PublisherLabel: true}, "", envSettings{publishers: map[string][]string{"dc1": {"node"}, "dc2": {}}})
 	now := time.Now()
 	send := func(publisher, job string, v string) {
@@ -109,6 +114,7 @@ func TestPublishersAllowList(t *testing.T) {
 }
 
 func TestTwoPublishersOnOneGroupAreDetected(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{}, "") // no publisher label: both write node/i1
 	now := time.Now()
 	e.publish(t, republish(t, scrape(t, "node", "i1", now, testenv.TextContentType, []byte("v 1\n")), "dc1"))
@@ -119,6 +125,7 @@ func TestTwoPublishersOnOneGroupAreDetected(t *testing.T) {
 }
 
 func TestDeleteAfterSetByReloadDeletesGroupsAlreadyDown(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{MaxAge: time.Second, DownAfter: 200 * time.Millisecond}, "")
 	labels := map[string]string{"job": "node", "instance": "gone"}
 	e.publish(t, scrape(t, "node", "gone", time.Now(), testenv.TextContentType, []byte("node_thing 5\n")))
