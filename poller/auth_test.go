@@ -90,7 +90,7 @@ func TestScrapeWithTLSAndCredentials(t *testing.T) {
 		targets = append(targets, config.Target{Job: tt.name, Name: tt.name, URL: tt.srv.URL + "/metrics"})
 		clients[tt.name] = configClient(t, withCA(tt.srv, tt.hc))
 	}
-	p, _ := newPoller(t, h.pub, Options{Targets: targets, HTTPClients: clients, Timeout: time.Second, Interval: 2 * time.Second})
+	p, _ := newPoller(t, h.pub, Options{Targets: targets, HTTPClients: clients, Timeout: time.Second, Interval: time.Second})
 	testenv.Run(t, p.Run)
 
 	for _, tt := range tests {
