@@ -142,6 +142,9 @@ func TestConsistencyKnowsWhatWasPushedBeforeTheStart(t *testing.T) {
 	// The earlier receiver's group pushed again without x releases it.
 	e.publish(t, scrape(t, "node", "old", time.Now(), testenv.TextContentType, []byte("keep 3\n")))
 	e.waitGateway(t, "keep", map[string]string{"job": "node", "instance": "old"}, 3)
+	// The Pushgateway shows the push before its answer reaches the
+	// receiver, which releases x then: wait for it to settle the push.
+	testenv.WaitFor(t, "the earlier receiver's group's push settled", 5*time.Second, func() bool { return e.receiver.acked() >= 2 })
 	e.publish(t, scrape(t, "node", "new", time.Now().Add(time.Second), testenv.TextContentType, []byte("# TYPE x gauge\nx 2\nkeep 1\n")))
 	e.waitGateway(t, "x", labels, 2)
 }

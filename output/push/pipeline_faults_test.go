@@ -539,14 +539,13 @@ func TestFaultReceiverStoppedUnderLoadLosesNothing(t *testing.T) {
 	for i := range groups {
 		targets = append(targets, config.Target{Job: "load", Name: "g" + strconv.Itoa(i), URL: exp.srv.URL + "/" + strconv.Itoa(i)})
 	}
-	// The poller publishes 200 scrapes a second (100 groups every 500ms)
-	// and the Pushgateway answers after 25ms, so the receiver's 4 workers
-	// push fewer groups a second than the poller publishes and it lags, as
-	// a receiver under load does.
+	// The Pushgateway answers after 50ms, so the receiver's 4 workers push
+	// fewer groups a second (80) than the poller publishes (100) and it
+	// lags, as a receiver under load does.
 	gw := startGateway(t, "")
-	slow := faultSlowProxy(t, gw.URL(), 25*time.Millisecond)
+	slow := faultSlowProxy(t, gw.URL(), 50*time.Millisecond)
 	p := startFaultPipeline(t, faultPipelineOpts{
-		targets: targets, interval: 500 * time.Millisecond, pushURL: slow, gatewayURL: gw.URL(),
+		targets: targets, interval: time.Second, pushURL: slow, gatewayURL: gw.URL(),
 		// A backlog in the stream rather than in the receiver's memory.
 		receiverInflight: 8,
 	})
