@@ -255,7 +255,8 @@ func TestReplayCutShortWhenTheConnectionIsLost(t *testing.T) {
 	s := testenv.Streaming(t, embedded.StreamingOptions{})
 	pub := startPublisher(t, s)
 	publish(t, pub, numbered("m", 20)...)
-	sub := newSubscriber(t, s, nil)
+	// The fewest missed pings stan.go allows: the loss is noticed sooner.
+	sub := newSubscriber(t, s, func(o *STANOptions) { o.PingMaxOut = 2 })
 	testenv.Run(t, func(ctx context.Context) error { return sub.Subscribe(ctx, func(Message) {}) })
 
 	// The handler holds the first message until the connection is gone.
@@ -274,7 +275,7 @@ func TestReplayCutShortWhenTheConnectionIsLost(t *testing.T) {
 		t.Fatal("no replayed message")
 	}
 	s.Shutdown()
-	// Pings tell the subscriber (PingInterval 1s, PingMaxOut 3).
+	// Pings tell the subscriber (PingInterval 1s, PingMaxOut 2).
 	testenv.WaitFor(t, "the subscriber to lose its connection", 15*time.Second, func() bool { return !sub.Connected() })
 	close(release)
 	err := replayResult(t, done, 10*time.Second)
