@@ -16,17 +16,13 @@ import (
 	"github.com/choria-io/prometheus-streams/internal/testenv"
 )
 
-// freePorts returns n ports free on loopback now.
+// freePorts returns n ports free on loopback (testenv.FreePort's, which
+// no server of a test running beside this one takes meanwhile).
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
 	ports := make([]int, n)
 	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		defer func() { _ = l.Close() }()
+		ports[i] = testenv.FreePort(t)
 	}
 	return ports
 }

@@ -172,7 +172,8 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	for _, store := range []string{"memory", "file"} {
 		t.Run(store, func(t *testing.T) {
 			t.Parallel()
-			opts := embedded.StreamingOptions{}
+			// A port no other test takes while the server restarts.
+			opts := embedded.StreamingOptions{Port: testenv.FreePort(t)}
 			if store == "file" {
 				opts.StoreDir = t.TempDir()
 			}

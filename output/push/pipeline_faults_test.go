@@ -113,7 +113,8 @@ func faultStreamOptions(s *embedded.Streaming, client string) stream.STANOptions
 func startFaultPipeline(t *testing.T, o faultPipelineOpts) *faultPipeline {
 	t.Helper()
 	p := &faultPipeline{comps: map[string]*faultComponent{}, receiverInflight: o.receiverInflight}
-	p.nats = testenv.Streaming(t, embedded.StreamingOptions{StoreDir: o.storeDir})
+	// A port no other test takes while the server restarts.
+	p.nats = testenv.Streaming(t, embedded.StreamingOptions{StoreDir: o.storeDir, Port: testenv.FreePort(t)})
 	if o.pushURL == "" {
 		o.pushURL = startGateway(t, "").URL()
 	}
