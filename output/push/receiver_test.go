@@ -75,7 +75,10 @@ func newEnv(t *testing.T, opts Options, gatewayURL string) *env {
 type envSettings struct {
 	logger  *slog.Logger  // the receiver's; nil discards
 	ackWait time.Duration // the subscription's redelivery timeout
-	timeout time.Duration // the Pushgateway client's; default 1s
+	// maxInflight bounds the subscription's unacknowledged deliveries; 0
+	// is the default.
+	maxInflight int
+	timeout     time.Duration // the Pushgateway client's; default 1s
 	// publishers is the receiver's allow-list; nil accepts every publisher.
 	publishers map[string][]string
 	// jetstream carries the messages over JetStream instead.
@@ -110,7 +113,7 @@ func newEnvWith(t *testing.T, opts Options, gatewayURL string, es envSettings) *
 			t.Fatal(err)
 		}
 		so := jsStreamOptions(e.js, "receiver")
-		so.AckWait = es.ackWait
+		so.AckWait, so.MaxInflight = es.ackWait, es.maxInflight
 		sub, err = stream.NewJSSubscriber(so, nil, prometheus.NewRegistry())
 	} else {
 		e.nats = testenv.Streaming(t, embedded.StreamingOptions{})
@@ -118,7 +121,7 @@ func newEnvWith(t *testing.T, opts Options, gatewayURL string, es envSettings) *
 			t.Fatal(err)
 		}
 		so := streamOptions(e.nats, "receiver")
-		so.AckWait = es.ackWait
+		so.AckWait, so.MaxInflight = es.ackWait, es.maxInflight
 		sub, err = stream.NewSTANSubscriber(so, nil, prometheus.NewRegistry())
 	}
 	if err != nil {
