@@ -152,17 +152,17 @@ func legacyMsg(tb testing.TB, s legacyScrape) []byte {
 }
 
 // legacyGzipZeros is a gzip member that inflates to n zero bytes (n a
-// multiple of 1 MiB), as legacyGzip(tb, make([]byte, n)) would write, but
+// multiple of 64 KiB), as legacyGzip(tb, make([]byte, n)) would write, but
 // without running n bytes through the compressor, which takes seconds for
-// 64 MiB under the race detector. It is the deflate blocks of 1 MiB of
-// zeros, flushed to a byte boundary, written n/1MiB times (each copy
+// 64 MiB under the race detector. It is the deflate blocks of 64 KiB of
+// zeros, flushed to a byte boundary, written n/64KiB times (each copy
 // refers back only into itself), then a final empty block and gzip's
 // trailer: the CRC-32 and length of the n zeros.
 func legacyGzipZeros(tb testing.TB, n int) []byte {
 	tb.Helper()
-	const chunk = 1 << 20
+	const chunk = 64 << 10
 	if n <= 0 || n%chunk != 0 || n >= 1<<32 {
-		tb.Fatalf("legacyGzipZeros(%d): want a positive multiple of 1 MiB below 4 GiB", n)
+		tb.Fatalf("legacyGzipZeros(%d): want a positive multiple of 64 KiB below 4 GiB", n)
 	}
 	zeros := make([]byte, chunk)
 	var blocks bytes.Buffer
