@@ -57,8 +57,10 @@ var fileChanges = []fileChange{
 // A file changed after Apply read it but before the watcher's first read:
 // the watcher never sees what Apply read.
 func TestSeededFileChangedBeforeFirstRead(t *testing.T) {
+	t.Parallel()
 	for _, tc := range fileChanges {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
 			write(t, dir, "a.yml", twoOfA)
 			cfg, d, sink, _, _ := setup(t, dir)
@@ -78,8 +80,10 @@ func TestSeededFileChangedBeforeFirstRead(t *testing.T) {
 // the targets it gave before, as long as it stays unreadable; then it is
 // deleted or fixed, which the new watcher reports only in part.
 func TestReloadWithUnreadableFile(t *testing.T) {
+	t.Parallel()
 	for _, tc := range fileChanges {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir()
 			write(t, dir, "a.yml", twoOfA)
 			cfg, d, sink, reg, _ := setup(t, dir)

@@ -2,9 +2,11 @@ package envelope
 
 import (
 	"bytes"
+	"compress/flate"
 	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
+	"hash/crc32"
 	"os"
 	"testing"
 	"time"
@@ -147,4 +149,41 @@ func legacyMsg(tb testing.TB, s legacyScrape) []byte {
 		tb.Fatal(err)
 	}
 	return b
+}
+
+// legacyGzipZeros is a gzip member that inflates to n zero bytes (n a
+// multiple of 64 KiB), as legacyGzip(tb, make([]byte, n)) would write, but
+// without running n bytes through the compressor, which takes seconds for
+// 64 MiB under the race detector. It is the deflate blocks of 64 KiB of
+// zeros, flushed to a byte boundary, written n/64KiB times (each copy
+// refers back only into itself), then a final empty block and gzip's
+// trailer: the CRC-32 and length of the n zeros.
+func legacyGzipZeros(tb testing.TB, n int) []byte {
+	tb.Helper()
+	const chunk = 64 << 10
+	if n <= 0 || n%chunk != 0 || n >= 1<<32 {
+		tb.Fatalf("legacyGzipZeros(%d): want a positive multiple of 64 KiB below 4 GiB", n)
+	}
+	zeros := make([]byte, chunk)
+	var blocks bytes.Buffer
+	fw, err := flate.NewWriter(&blocks, flate.DefaultCompression)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := fw.Write(zeros); err != nil {
+		tb.Fatal(err)
+	}
+	// Flush ends the blocks with an empty stored block: byte-aligned, not final.
+	if err := fw.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	b := []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff} // gzip header: deflate, no flags, no mtime, unknown OS
+	crc := uint32(0)
+	for range n / chunk {
+		b = append(b, blocks.Bytes()...)
+		crc = crc32.Update(crc, crc32.IEEETable, zeros)
+	}
+	b = append(b, 0x01, 0x00, 0x00, 0xff, 0xff) // final empty stored block
+	b = binary.LittleEndian.AppendUint32(b, crc)
+	return binary.LittleEndian.AppendUint32(b, uint32(n))
 }

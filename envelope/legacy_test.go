@@ -2,7 +2,9 @@ package envelope
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -101,7 +103,7 @@ func TestDecodeLegacyInvalid(t *testing.T) {
 func TestLegacyBody(t *testing.T) {
 	body := []byte("# TYPE up gauge\nup 1\n")
 	gz := legacyGzip(t, body)
-	bomb := legacyGzip(t, make([]byte, 64<<20))
+	bomb := legacyGzipZeros(t, 64<<20)
 	tests := []struct {
 		name    string
 		payload []byte
@@ -122,5 +124,30 @@ func TestLegacyBody(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			checkBody(t, &Envelope{Codec: CodecLegacyGzip, Payload: tc.payload, Legacy: true}, nil, tc.limit, tc.want, tc.wantErr)
 		})
+	}
+}
+
+// TestLegacyGzipZeros checks the bomb TestLegacyBody decodes: a gzip member
+// that a gzip reader inflates to exactly the zeros it claims, checksum and
+// length included, and that is small, as a bomb is.
+func TestLegacyGzipZeros(t *testing.T) {
+	for _, n := range []int{1 << 20, 2 << 20} {
+		gz := legacyGzipZeros(t, n)
+		zr, err := gzip.NewReader(bytes.NewReader(gz))
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr.Multistream(false)
+		got, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatalf("%d zeros: %v", n, err)
+		}
+		if !bytes.Equal(got, make([]byte, n)) {
+			t.Fatalf("%d zeros: inflated to %d bytes that are not all zero", n, len(got))
+		}
+		t.Logf("%d zeros: %d bytes of gzip", n, len(gz))
+		if len(gz) > n/500 {
+			t.Fatalf("%d zeros: %d bytes of gzip, not a bomb", n, len(gz))
+		}
 	}
 }

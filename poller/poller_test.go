@@ -230,7 +230,9 @@ func TestFailedScrapeReasons(t *testing.T) {
 	}
 }
 
+// Parallel: see TestScrapeWithTLSAndCredentials.
 func TestStreamUnreachableAtStart(t *testing.T) {
+	t.Parallel()
 	// The poller starts before the server exists, keeps scraping, holds only
 	// the newest scrape per target and publishes it once the server is up.
 	addr := testenv.FreeAddr(t)

@@ -112,6 +112,7 @@ func checkContains(t *testing.T, log string, want []string) {
 }
 
 func TestAuthentication(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	nkeySeed := func(name string) (file, public string) {
 		kp, err := nkeys.CreateUser()
@@ -198,6 +199,7 @@ func TestAuthentication(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			s := testenv.Streaming(t, tt.server)
 			if tt.wantErr == nil {
 				roundTrip(t, s, tt.client)
@@ -213,6 +215,7 @@ func TestAuthentication(t *testing.T) {
 // TestCredentialsFile runs the server in operator (JWT) mode, the only
 // mode in which .creds files authenticate.
 func TestCredentialsFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	newAccount := func(operator nkeys.KeyPair) (nkeys.KeyPair, string, string) {
 		kp, err := nkeys.CreateAccount()
@@ -287,6 +290,7 @@ func TestCredentialsFile(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ca, otherCA := testenv.NewCA(t, "test CA"), testenv.NewCA(t, "other CA")
 	// Certificates for 127.0.0.1, usable by a server and by a client.
@@ -360,6 +364,7 @@ func TestTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			s := testenv.Streaming(t, embedded.StreamingOptions{TLS: tt.server})
 			clientTLS, err := tt.client.ClientConfig()
 			if err != nil {

@@ -16,17 +16,13 @@ import (
 	"github.com/choria-io/prometheus-streams/internal/testenv"
 )
 
-// freePorts returns n ports free on loopback now.
+// freePorts returns n ports free on loopback (testenv.FreePort's, which
+// no server of a test running beside this one takes meanwhile).
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
 	ports := make([]int, n)
 	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		defer func() { _ = l.Close() }()
+		ports[i] = testenv.FreePort(t)
 	}
 	return ports
 }
@@ -69,6 +65,7 @@ func jsCluster(t *testing.T) []*embedded.NATS {
 // three-server cluster and takes its leader down: publishing and consuming
 // go on through the new leader with no action of ours.
 func TestJetStreamClusterLeaderChange(t *testing.T) {
+	t.Parallel()
 	servers := jsCluster(t)
 	o := jsOptions(servers[0], "poller")
 	o.URLs = []string{servers[0].URL(), servers[1].URL(), servers[2].URL()}

@@ -101,6 +101,7 @@ func (c *jsCollector) data(publisher string) []string {
 }
 
 func TestJetStreamKeepsTheNewestOfEachGroup(t *testing.T) {
+	t.Parallel()
 	n := testenv.NATS(t, embedded.NATSOptions{})
 	p := startJSPublisher(t, jsOptions(n, "poller"))
 	a := Key{Publisher: "dc1", Job: "node", Instance: "10.0.0.1:9100"}
@@ -141,6 +142,7 @@ func TestJetStreamKeepsTheNewestOfEachGroup(t *testing.T) {
 }
 
 func TestJetStreamRetriedPublishIsStoredOnce(t *testing.T) {
+	t.Parallel()
 	n := testenv.NATS(t, embedded.NATSOptions{})
 	p := startJSPublisher(t, jsOptions(n, "poller"))
 	k := Key{Publisher: "dc1", Job: "node", Instance: "x"}
@@ -158,6 +160,7 @@ func TestJetStreamRetriedPublishIsStoredOnce(t *testing.T) {
 }
 
 func TestJetStreamExistingStreamIsNotChanged(t *testing.T) {
+	t.Parallel()
 	n := testenv.NATS(t, embedded.NATSOptions{})
 	js := testenv.JetStream(t, n.URL())
 	// An operator's stream: the same subjects, other settings.
@@ -184,6 +187,7 @@ func TestJetStreamExistingStreamIsNotChanged(t *testing.T) {
 }
 
 func TestJetStreamNoCreateWaitsForTheStream(t *testing.T) {
+	t.Parallel()
 	n := testenv.NATS(t, embedded.NATSOptions{})
 	var logs testenv.SyncBuffer
 	o := jsOptions(n, "poller")
@@ -207,6 +211,7 @@ func TestJetStreamNoCreateWaitsForTheStream(t *testing.T) {
 }
 
 func TestJetStreamPinnedFailover(t *testing.T) {
+	t.Parallel()
 	n := testenv.NATS(t, embedded.NATSOptions{})
 	p := startJSPublisher(t, jsOptions(n, "poller"))
 	jsPublish(t, p, Key{Publisher: "dc1", Job: "j", Instance: "0"}, "m0")
@@ -281,6 +286,7 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 }
 
 func TestJetStreamConsumerDeletedIsRecreated(t *testing.T) {
+	t.Parallel()
 	n := testenv.NATS(t, embedded.NATSOptions{})
 	p := startJSPublisher(t, jsOptions(n, "poller"))
 	jsPublish(t, p, Key{Publisher: "dc1", Job: "j", Instance: "1"}, "m1")
@@ -303,6 +309,7 @@ func TestJetStreamConsumerDeletedIsRecreated(t *testing.T) {
 }
 
 func TestJetStreamFollowerSnapshotThenFollows(t *testing.T) {
+	t.Parallel()
 	n := testenv.NATS(t, embedded.NATSOptions{})
 	p := startJSPublisher(t, jsOptions(n, "poller"))
 	for i := range 20 {
@@ -333,6 +340,7 @@ func TestJetStreamFollowerSnapshotThenFollows(t *testing.T) {
 }
 
 func TestJetStreamFollowerOfAnEmptyStream(t *testing.T) {
+	t.Parallel()
 	n := testenv.NATS(t, embedded.NATSOptions{})
 	startJSPublisher(t, jsOptions(n, "poller"))
 	f, err := NewJSFollower(jsOptions(n, "receiver"), nil, prometheus.NewRegistry())
@@ -352,6 +360,7 @@ func TestJetStreamFollowerOfAnEmptyStream(t *testing.T) {
 // only on its own subjects: a publish on another DC's subject fails with
 // ErrPermission, and the error and the log name the subject refused.
 func TestJetStreamPublishRightsMissing(t *testing.T) {
+	t.Parallel()
 	n := testenv.NATS(t, embedded.NATSOptions{Configure: func(o *natsd.Options) {
 		o.Users = []*natsd.User{{
 			Username: "dc1", Password: "s3cret",
@@ -391,6 +400,7 @@ func TestJetStreamPublishRightsMissing(t *testing.T) {
 // is created again on it, and the follower starts over on the new stream
 // instead of waiting for its sequences to pass the old one's.
 func TestJetStreamStreamDeleted(t *testing.T) {
+	t.Parallel()
 	n := testenv.NATS(t, embedded.NATSOptions{})
 	p := startJSPublisher(t, jsOptions(n, "poller"))
 	for i := range 5 {
@@ -435,6 +445,7 @@ func TestJetStreamStreamDeleted(t *testing.T) {
 // goes to the new active receiver at once (not after the ack wait), which
 // begins its turn first.
 func TestJetStreamLostPinHandsBack(t *testing.T) {
+	t.Parallel()
 	n := testenv.NATS(t, embedded.NATSOptions{})
 	p := startJSPublisher(t, jsOptions(n, "poller"))
 	jsPublish(t, p, Key{Publisher: "dc1", Job: "j", Instance: "held"}, "held")
@@ -514,6 +525,7 @@ func TestJetStreamLostPinHandsBack(t *testing.T) {
 // server does not deliver it again, and the acknowledgement then settles
 // it.
 func TestJetStreamLongWorkReportsProgress(t *testing.T) {
+	t.Parallel()
 	n := testenv.NATS(t, embedded.NATSOptions{})
 	p := startJSPublisher(t, jsOptions(n, "poller"))
 	jsPublish(t, p, Key{Publisher: "dc1", Job: "j", Instance: "slow"}, "slow")

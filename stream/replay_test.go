@@ -103,6 +103,7 @@ func newSubscriber(t *testing.T, s *embedded.Streaming, mod func(*STANOptions)) 
 }
 
 func TestReplayPassesTheWindowInOrder(t *testing.T) {
+	t.Parallel()
 	s := testenv.Streaming(t, embedded.StreamingOptions{})
 	pub := startPublisher(t, s)
 	// More than replayMaxInflight, so the replay depends on its
@@ -124,6 +125,7 @@ func TestReplayPassesTheWindowInOrder(t *testing.T) {
 }
 
 func TestReplayLeavesOutWhatIsOlderThanTheWindow(t *testing.T) {
+	t.Parallel()
 	s := testenv.Streaming(t, embedded.StreamingOptions{})
 	pub := startPublisher(t, s)
 	publish(t, pub, numbered("old", 5)...)
@@ -153,6 +155,7 @@ func TestReplayLeavesOutWhatIsOlderThanTheWindow(t *testing.T) {
 }
 
 func TestReplayOfAnEmptyChannelReturnsPromptly(t *testing.T) {
+	t.Parallel()
 	s := testenv.Streaming(t, embedded.StreamingOptions{})
 	sub := newSubscriber(t, s, nil)
 	testenv.Run(t, func(ctx context.Context) error { return sub.Subscribe(ctx, func(Message) {}) })
@@ -165,6 +168,7 @@ func TestReplayOfAnEmptyChannelReturnsPromptly(t *testing.T) {
 }
 
 func TestReplayLeavesTheDurableAlone(t *testing.T) {
+	t.Parallel()
 	s := testenv.Streaming(t, embedded.StreamingOptions{})
 	pub := startPublisher(t, s)
 	// A long AckWait: what the durable gets again below comes from its
@@ -213,7 +217,9 @@ func TestReplayLeavesTheDurableAlone(t *testing.T) {
 }
 
 func TestReplayEndsWithItsContext(t *testing.T) {
+	t.Parallel()
 	t.Run("waiting for a connection", func(t *testing.T) {
+		t.Parallel()
 		s := testenv.Streaming(t, embedded.StreamingOptions{})
 		sub := newSubscriber(t, s, nil) // nothing runs Subscribe
 		ctx, cancel := context.WithCancel(t.Context())
@@ -224,6 +230,7 @@ func TestReplayEndsWithItsContext(t *testing.T) {
 		}
 	})
 	t.Run("while replaying", func(t *testing.T) {
+		t.Parallel()
 		s := testenv.Streaming(t, embedded.StreamingOptions{})
 		pub := startPublisher(t, s)
 		publish(t, pub, numbered("m", 20)...)
@@ -244,10 +251,12 @@ func TestReplayEndsWithItsContext(t *testing.T) {
 }
 
 func TestReplayCutShortWhenTheConnectionIsLost(t *testing.T) {
+	t.Parallel()
 	s := testenv.Streaming(t, embedded.StreamingOptions{})
 	pub := startPublisher(t, s)
 	publish(t, pub, numbered("m", 20)...)
-	sub := newSubscriber(t, s, nil)
+	// The fewest missed pings stan.go allows: the loss is noticed sooner.
+	sub := newSubscriber(t, s, func(o *STANOptions) { o.PingMaxOut = 2 })
 	testenv.Run(t, func(ctx context.Context) error { return sub.Subscribe(ctx, func(Message) {}) })
 
 	// The handler holds the first message until the connection is gone.
@@ -266,7 +275,7 @@ func TestReplayCutShortWhenTheConnectionIsLost(t *testing.T) {
 		t.Fatal("no replayed message")
 	}
 	s.Shutdown()
-	// Pings tell the subscriber (PingInterval 1s, PingMaxOut 3).
+	// Pings tell the subscriber (PingInterval 1s, PingMaxOut 2).
 	testenv.WaitFor(t, "the subscriber to lose its connection", 15*time.Second, func() bool { return !sub.Connected() })
 	close(release)
 	err := replayResult(t, done, 10*time.Second)
@@ -278,6 +287,7 @@ func TestReplayCutShortWhenTheConnectionIsLost(t *testing.T) {
 }
 
 func TestReplayOfNoWindow(t *testing.T) {
+	t.Parallel()
 	s := testenv.Streaming(t, embedded.StreamingOptions{})
 	sub := newSubscriber(t, s, nil) // no connection needed to replay nothing
 	if err := sub.Replay(t.Context(), 0, func(Message) { t.Error("a message for a zero window") }); err != nil {

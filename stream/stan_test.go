@@ -16,7 +16,13 @@ import (
 	"github.com/choria-io/prometheus-streams/internal/testenv"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain runs the tests that start servers of their own side by side, up
+// to 16 at once: they mostly wait on the servers' timers (ack waits, pings,
+// pin TTLs, elections), not on the CPU.
+func TestMain(m *testing.M) {
+	testenv.WaitingTests(16)
+	goleak.VerifyTestMain(m)
+}
 
 func options(s *embedded.Streaming, clientID string) STANOptions {
 	return STANOptions{
@@ -68,6 +74,7 @@ func publish(t *testing.T, p *STANPublisher, msgs ...string) {
 }
 
 func TestPublishAndDurableSubscribe(t *testing.T) {
+	t.Parallel()
 	s := testenv.Streaming(t, embedded.StreamingOptions{})
 	reg := prometheus.NewRegistry()
 	pub, err := NewSTANPublisher(options(s, "pub"), nil, reg)
@@ -110,6 +117,7 @@ func TestPublishAndDurableSubscribe(t *testing.T) {
 }
 
 func TestUnacknowledgedIsRedelivered(t *testing.T) {
+	t.Parallel()
 	s := testenv.Streaming(t, embedded.StreamingOptions{})
 	pub, err := NewSTANPublisher(options(s, "pub"), nil, prometheus.NewRegistry())
 	if err != nil {
@@ -134,6 +142,7 @@ func TestUnacknowledgedIsRedelivered(t *testing.T) {
 }
 
 func TestPublishWhileDisconnected(t *testing.T) {
+	t.Parallel()
 	opts := STANOptions{
 		URLs: []string{"nats://127.0.0.1:1"}, ClusterID: "c", ClientID: "p", Channel: "x",
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, ConnectTimeout: 100 * time.Millisecond,
@@ -159,9 +168,12 @@ func TestPublishWhileDisconnected(t *testing.T) {
 }
 
 func TestReconnectAfterServerRestart(t *testing.T) {
+	t.Parallel()
 	for _, store := range []string{"memory", "file"} {
 		t.Run(store, func(t *testing.T) {
-			opts := embedded.StreamingOptions{}
+			t.Parallel()
+			// A port no other test takes while the server restarts.
+			opts := embedded.StreamingOptions{Port: testenv.FreePort(t)}
 			if store == "file" {
 				opts.StoreDir = t.TempDir()
 			}

@@ -175,6 +175,7 @@ func (l *orderLog) check(t *testing.T, who string, allowed ...int) {
 // back, each group's newest scrape is published and delivered, and no
 // group's deliveries go back in time.
 func TestLeafNodeTopology(t *testing.T) {
+	t.Parallel()
 	central, leafAddr := startCentral(t)
 	link := newLinkProxy(t, leafAddr)
 	dc := startDC(t, link, "")
@@ -235,6 +236,7 @@ func TestLeafNodeTopology(t *testing.T) {
 // follower see each group's newest scrape once the link is back, and no
 // group's deliveries go back in time.
 func TestStreamSourcingTopology(t *testing.T) {
+	t.Parallel()
 	central, leafAddr := startCentral(t)
 	link := newLinkProxy(t, leafAddr)
 	dc := startDC(t, link, "dc1")

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -81,17 +82,12 @@ func Exporter(t testing.TB, body []byte, contentType string) *httptest.Server {
 	return srv
 }
 
-// FreeAddr returns a loopback host:port nothing listens on (it did a moment
-// ago, so the kernel will not hand it out again soon): for servers a test
-// starts later, and for connections that must be refused.
+// FreeAddr returns a loopback host:port nothing listens on, FreePort's:
+// for servers a test starts later, and for connections that must be
+// refused.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 }
 
 // SyncBuffer is a bytes.Buffer safe for a logger writing while a test reads.

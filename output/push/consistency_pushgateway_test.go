@@ -31,6 +31,7 @@ func (e *env) dropped(families bool, reason string) float64 {
 }
 
 func TestConsistencyKeepsThePushgatewayReadable(t *testing.T) {
+	t.Parallel()
 	gw := uncheckedGateway(t)
 	var logs testenv.SyncBuffer
 	e := newEnvWith(t, Options{}, gw.URL(), envSettings{logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
@@ -107,6 +108,7 @@ func TestConsistencyKeepsThePushgatewayReadable(t *testing.T) {
 }
 
 func TestConsistencyKnowsWhatWasPushedBeforeTheStart(t *testing.T) {
+	t.Parallel()
 	gw := uncheckedGateway(t)
 	client, err := pushgateway.New(pushgateway.Options{URL: gw.URL()})
 	if err != nil {
@@ -140,6 +142,9 @@ func TestConsistencyKnowsWhatWasPushedBeforeTheStart(t *testing.T) {
 	// The earlier receiver's group pushed again without x releases it.
 	e.publish(t, scrape(t, "node", "old", time.Now(), testenv.TextContentType, []byte("keep 3\n")))
 	e.waitGateway(t, "keep", map[string]string{"job": "node", "instance": "old"}, 3)
+	// The Pushgateway shows the push before its answer reaches the
+	// receiver, which releases x then: wait for it to settle the push.
+	testenv.WaitFor(t, "the earlier receiver's group's push settled", 5*time.Second, func() bool { return e.receiver.acked() >= 2 })
 	e.publish(t, scrape(t, "node", "new", time.Now().Add(time.Second), testenv.TextContentType, []byte("# TYPE x gauge\nx 2\nkeep 1\n")))
 	e.waitGateway(t, "x", labels, 2)
 }

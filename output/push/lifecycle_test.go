@@ -22,7 +22,10 @@ func (e *env) gatewayHas(name string, labels map[string]string) bool {
 }
 
 func TestSilentGroupsAreMarkedDownThenDeleted(t *testing.T) {
-	e := newEnv(t, Options{MaxAge: time.Second, DownAfter: 300 * time.Millisecond, DeleteAfter: 1500 * time.Millisecond}, "")
+	t.Parallel()
+	// The group's values are in the Pushgateway for down_after only, and
+	// the test must see them there beside the package's other tests.
+	e := newEnv(t, Options{MaxAge: time.Second, DownAfter: time.Second, DeleteAfter: 2500 * time.Millisecond}, "")
 	labels := map[string]string{"job": "node", "instance": "gone"}
 	e.publish(t, scrape(t, "node", "gone", time.Now(), testenv.TextContentType, []byte("node_thing 5\n")))
 	e.waitGateway(t, "node_thing", labels, 5)
@@ -37,6 +40,11 @@ func TestSilentGroupsAreMarkedDownThenDeleted(t *testing.T) {
 	// Later it is deleted altogether.
 	testenv.WaitFor(t, "the silent group to be deleted", 10*time.Second, func() bool { return !e.gatewayHas("up", labels) })
 	m := e.receiver.metrics
+	// The Pushgateway can show the delete before its answer reaches the
+	// receiver, which counts it then.
+	testenv.WaitFor(t, "the delete to be counted", 5*time.Second, func() bool {
+		return testutil.ToFloat64(m.deleted) >= 1 && testutil.ToFloat64(m.groups) == 0
+	})
 	if testutil.ToFloat64(m.markedDown) != 1 || testutil.ToFloat64(m.deleted) != 1 {
 		t.Fatalf("marked down %v, deleted %v; want 1 and 1", testutil.ToFloat64(m.markedDown), testutil.ToFloat64(m.deleted))
 	}
@@ -46,7 +54,9 @@ func TestSilentGroupsAreMarkedDownThenDeleted(t *testing.T) {
 }
 
 func TestAGroupThatComesBackIsUpAgain(t *testing.T) {
-	e := newEnv(t, Options{MaxAge: time.Second, DownAfter: 300 * time.Millisecond}, "")
+	t.Parallel()
+	// A down_after of a second, as TestSilentGroupsAreMarkedDownThenDeleted.
+	e := newEnv(t, Options{MaxAge: time.Second, DownAfter: time.Second}, "")
 	labels := map[string]string{"job": "node", "instance": "flaky"}
 	e.publish(t, scrape(t, "node", "flaky", time.Now(), testenv.TextContentType, []byte("x 1\n")))
 	e.waitGateway(t, "x", labels, 1)
@@ -57,6 +67,7 @@ func TestAGroupThatComesBackIsUpAgain(t *testing.T) {
 }
 
 func TestGroupsFromBeforeARestartAreWatchedToo(t *testing.T) {
+	t.Parallel()
 	gw := startGateway(t, "")
 	client, err := pushgateway.New(pushgateway.Options{URL: gw.URL()})
 	if err != nil {
@@ -84,6 +95,7 @@ func TestGroupsFromBeforeARestartAreWatchedToo(t *testing.T) {
 }
 
 func TestPublishersAllowList(t *testing.T) {
+	t.Parallel()
 	e := newEnvWith(t, Options{PublisherLabel: true}, "", envSettings{publishers: map[string][]string{"dc1": {"node"}, "dc2": {}}})
 	now := time.Now()
 	send := func(publisher, job string, v string) {
@@ -109,6 +121,7 @@ func TestPublishersAllowList(t *testing.T) {
 }
 
 func TestTwoPublishersOnOneGroupAreDetected(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{}, "") // no publisher label: both write node/i1
 	now := time.Now()
 	e.publish(t, republish(t, scrape(t, "node", "i1", now, testenv.TextContentType, []byte("v 1\n")), "dc1"))
@@ -119,6 +132,7 @@ func TestTwoPublishersOnOneGroupAreDetected(t *testing.T) {
 }
 
 func TestDeleteAfterSetByReloadDeletesGroupsAlreadyDown(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{MaxAge: time.Second, DownAfter: 200 * time.Millisecond}, "")
 	labels := map[string]string{"job": "node", "instance": "gone"}
 	e.publish(t, scrape(t, "node", "gone", time.Now(), testenv.TextContentType, []byte("node_thing 5\n")))
@@ -133,6 +147,8 @@ func TestDeleteAfterSetByReloadDeletesGroupsAlreadyDown(t *testing.T) {
 	testenv.WaitFor(t, "the group marked down before delete_after was set to be deleted", 10*time.Second, func() bool {
 		return !e.gatewayHas("up", labels)
 	})
+	// As in TestSilentGroupsAreMarkedDownThenDeleted, the count follows.
+	testenv.WaitFor(t, "the delete to be counted", 5*time.Second, func() bool { return testutil.ToFloat64(e.receiver.metrics.deleted) >= 1 })
 	if n := testutil.ToFloat64(e.receiver.metrics.deleted); n != 1 {
 		t.Fatalf("deleted = %v, want 1", n)
 	}

@@ -9,6 +9,7 @@ import (
 )
 
 func TestSetLiveAppliesToTheNextMessage(t *testing.T) {
+	t.Parallel()
 	e := newEnvWith(t, Options{PublisherLabel: true}, "", envSettings{publishers: map[string][]string{"dc1": {}}})
 	e.publish(t, republish(t, scrape(t, "node", "i1", time.Now(), testenv.TextContentType, []byte("v 1\n")), "dc2"))
 	testenv.WaitFor(t, "dc2 to be refused", 5*time.Second, func() bool {

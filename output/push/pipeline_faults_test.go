@@ -113,7 +113,8 @@ func faultStreamOptions(s *embedded.Streaming, client string) stream.STANOptions
 func startFaultPipeline(t *testing.T, o faultPipelineOpts) *faultPipeline {
 	t.Helper()
 	p := &faultPipeline{comps: map[string]*faultComponent{}, receiverInflight: o.receiverInflight}
-	p.nats = testenv.Streaming(t, embedded.StreamingOptions{StoreDir: o.storeDir})
+	// A port no other test takes while the server restarts.
+	p.nats = testenv.Streaming(t, embedded.StreamingOptions{StoreDir: o.storeDir, Port: testenv.FreePort(t)})
 	if o.pushURL == "" {
 		o.pushURL = startGateway(t, "").URL()
 	}
@@ -155,12 +156,20 @@ func startFaultPipeline(t *testing.T, o faultPipelineOpts) *faultPipeline {
 	return p
 }
 
-// startReceiver starts a receiver (client ID and durable "receiver") and
-// records it as the pipeline's receiver component.
+// startReceiver starts a receiver (client ID and durable "receiver")
+// pushing with the pipeline's client and records it as the pipeline's
+// receiver component.
 func (p *faultPipeline) startReceiver(t *testing.T, opts Options) *pipe {
 	t.Helper()
+	return p.startReceiverWith(t, opts, p.receiverInflight, p.pushClient)
+}
+
+// startReceiverWith is startReceiver with the subscription's max_inflight
+// (0 is the default) and the Pushgateway client of its own.
+func (p *faultPipeline) startReceiverWith(t *testing.T, opts Options, inflight int, client *pushgateway.Client) *pipe {
+	t.Helper()
 	so := faultStreamOptions(p.nats, "receiver")
-	so.MaxInflight = p.receiverInflight
+	so.MaxInflight = inflight
 	sub, err := stream.NewSTANSubscriber(so, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +180,7 @@ func (p *faultPipeline) startReceiver(t *testing.T, opts Options) *pipe {
 	if opts.RetryMin == 0 {
 		opts.RetryMin, opts.RetryMax = 10*time.Millisecond, 100*time.Millisecond
 	}
-	r := newPipe(t, opts, sub, p.pushClient, nil, nil)
+	r := newPipe(t, opts, sub, client, nil, nil)
 	p.comps["receiver"] = startFaultComponent(t, "receiver", r.Run)
 	return r
 }
@@ -232,11 +241,13 @@ func newFaultCounter(t *testing.T) *faultCounter {
 }
 
 func TestFaultStreamingRestartUnderBothDaemons(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name string
 		file bool
 	}{{"memory store", false}, {"file store", true}} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			dir := ""
 			if c.file {
 				dir = t.TempDir()
@@ -260,6 +271,7 @@ func TestFaultStreamingRestartUnderBothDaemons(t *testing.T) {
 	}
 }
 
+// Not parallel: it times the recovery in scrape intervals.
 func TestFaultPushgatewayDownThenUp(t *testing.T) {
 	const interval = 200 * time.Millisecond
 	// "A few scrape intervals": one for the next scrape, the rest for the
@@ -320,6 +332,7 @@ func TestFaultPushgatewayDownThenUp(t *testing.T) {
 }
 
 func TestFaultPushgatewayAnswers503(t *testing.T) {
+	t.Parallel()
 	gw := startGateway(t, "")
 	target, err := url.Parse(gw.URL())
 	if err != nil {
@@ -396,6 +409,7 @@ func newFaultTarget(t *testing.T, hang bool) *faultTarget {
 }
 
 func TestFaultTargetFailuresAreUpZeroThenRecover(t *testing.T) {
+	t.Parallel()
 	unavailable := newFaultTarget(t, false)
 	slow := newFaultTarget(t, true)
 	refusedAddr := testenv.FreeAddr(t)
@@ -519,15 +533,16 @@ func faultGathered(t *testing.T, reg *prometheus.Registry, name string) float64 
 }
 
 func TestFaultReceiverStoppedUnderLoadLosesNothing(t *testing.T) {
-	const groups = 200
+	t.Parallel()
+	const groups = 100
 	exp := newFaultSeqExporter(t)
 	var targets []config.Target
 	for i := range groups {
 		targets = append(targets, config.Target{Job: "load", Name: "g" + strconv.Itoa(i), URL: exp.srv.URL + "/" + strconv.Itoa(i)})
 	}
 	// The Pushgateway answers after 50ms, so the receiver's 4 workers push
-	// fewer groups a second than the poller publishes and it lags, as a
-	// receiver under load does.
+	// fewer groups a second (80) than the poller publishes (100) and it
+	// lags, as a receiver under load does.
 	gw := startGateway(t, "")
 	slow := faultSlowProxy(t, gw.URL(), 50*time.Millisecond)
 	p := startFaultPipeline(t, faultPipelineOpts{
@@ -537,7 +552,7 @@ func TestFaultReceiverStoppedUnderLoadLosesNothing(t *testing.T) {
 	})
 	obs := observeFaults(t, p.nats)
 	first := p.receiver
-	testenv.WaitFor(t, "the receiver to be pushing the load", 15*time.Second, func() bool {
+	testenv.WaitFor(t, "the receiver to be pushing the load", 30*time.Second, func() bool {
 		return testutil.ToFloat64(first.metrics.pushes.WithLabelValues(pushSuccess)) >= groups
 	})
 
@@ -570,9 +585,16 @@ func TestFaultReceiverStoppedUnderLoadLosesNothing(t *testing.T) {
 		first.dropped(output.ReasonSuperseded), published)
 
 	firstAcked := faultAcked(first)
-	// A new receiver with the same client ID and durable, and more workers
-	// only so that the test drains the backlog quickly.
-	second := p.startReceiver(t, Options{Concurrency: 8})
+	// A new receiver with the same client ID and durable. More workers, a
+	// max_inflight that holds the whole backlog (so that the older scrapes
+	// of a group are superseded, not each pushed) and pushes straight to
+	// the Pushgateway, only so that the test drains the backlog quickly.
+	direct, err := pushgateway.New(pushgateway.Options{URL: gw.URL(), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(direct.CloseIdleConnections)
+	second := p.startReceiverWith(t, Options{Concurrency: 8}, 1024, direct)
 	start := time.Now()
 	// It gets every message the first did not acknowledge (the durable
 	// resumes there): wait until it has dealt with all of them.

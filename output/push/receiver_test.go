@@ -29,7 +29,14 @@ import (
 	"github.com/choria-io/prometheus-streams/stream"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain runs the tests that start servers of their own side by side, up
+// to 8 at once: they mostly wait on the servers, intervals and retries.
+// Those that measure the whole process (heap, allocations) or time what
+// they test tightly are not parallel: they run before the others start.
+func TestMain(m *testing.M) {
+	testenv.WaitingTests(8)
+	goleak.VerifyTestMain(m)
+}
 
 // env is a real NATS Streaming server (or, with envSettings.jetstream, a
 // nats-server with JetStream), a publisher to inject messages with and a
@@ -68,7 +75,10 @@ func newEnv(t *testing.T, opts Options, gatewayURL string) *env {
 type envSettings struct {
 	logger  *slog.Logger  // the receiver's; nil discards
 	ackWait time.Duration // the subscription's redelivery timeout
-	timeout time.Duration // the Pushgateway client's; default 1s
+	// maxInflight bounds the subscription's unacknowledged deliveries; 0
+	// is the default.
+	maxInflight int
+	timeout     time.Duration // the Pushgateway client's; default 1s
 	// publishers is the receiver's allow-list; nil accepts every publisher.
 	publishers map[string][]string
 	// jetstream carries the messages over JetStream instead.
@@ -103,7 +113,7 @@ func newEnvWith(t *testing.T, opts Options, gatewayURL string, es envSettings) *
 			t.Fatal(err)
 		}
 		so := jsStreamOptions(e.js, "receiver")
-		so.AckWait = es.ackWait
+		so.AckWait, so.MaxInflight = es.ackWait, es.maxInflight
 		sub, err = stream.NewJSSubscriber(so, nil, prometheus.NewRegistry())
 	} else {
 		e.nats = testenv.Streaming(t, embedded.StreamingOptions{})
@@ -111,7 +121,7 @@ func newEnvWith(t *testing.T, opts Options, gatewayURL string, es envSettings) *
 			t.Fatal(err)
 		}
 		so := streamOptions(e.nats, "receiver")
-		so.AckWait = es.ackWait
+		so.AckWait, so.MaxInflight = es.ackWait, es.maxInflight
 		sub, err = stream.NewSTANSubscriber(so, nil, prometheus.NewRegistry())
 	}
 	if err != nil {
@@ -201,6 +211,7 @@ func (e *env) waitGateway(t *testing.T, name string, labels map[string]string, w
 }
 
 func TestPushesScrapesWithUpAndGroupLabels(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{PublisherLabel: true}, "")
 	now := time.Now()
 	e.publish(t, scrape(t, "node", "host1:9100", now, testenv.TextContentType, testenv.Sample(t, "node_exporter.prom")))
@@ -232,6 +243,7 @@ func TestPushesScrapesWithUpAndGroupLabels(t *testing.T) {
 }
 
 func TestDropsAndAcksBadMessagesWhileGoodOnesFlow(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{MaxAge: 30 * time.Second}, "")
 	bad := []struct {
 		name, reason string
@@ -279,6 +291,7 @@ func TestDropsAndAcksBadMessagesWhileGoodOnesFlow(t *testing.T) {
 }
 
 func TestStripsTimestampsAndPushesUnparseableAsDown(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{}, "")
 	now := time.Now()
 	e.publish(t, scrape(t, "app", "ts", now, testenv.TextContentType, []byte("# TYPE requests_total counter\nrequests_total 7 1700000000000\nother{job=\"inner\",instance=\"x\"} 2\n")))
@@ -298,6 +311,7 @@ func TestStripsTimestampsAndPushesUnparseableAsDown(t *testing.T) {
 }
 
 func TestRefusedPushIsAckedNotRetried(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{}, "")
 	now := time.Now()
 	// A first push: once it is there, the receiver has read what the
@@ -328,6 +342,7 @@ func TestRefusedPushIsAckedNotRetried(t *testing.T) {
 }
 
 func TestRetriesUntilThePushgatewayIsUp(t *testing.T) {
+	t.Parallel()
 	addr := testenv.FreeAddr(t)
 	e := newEnv(t, Options{}, "http://"+addr)
 	e.publish(t, scrape(t, "node", "n1", time.Now(), testenv.TextContentType, []byte("metric_b 3\n")))
@@ -339,6 +354,7 @@ func TestRetriesUntilThePushgatewayIsUp(t *testing.T) {
 }
 
 func TestAcceptsTheLegacyFormat(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{PublisherLabel: true}, "")
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
@@ -359,6 +375,7 @@ func TestAcceptsTheLegacyFormat(t *testing.T) {
 }
 
 func TestOnlyTheNewestScrapeOfAGroupIsPushed(t *testing.T) {
+	t.Parallel()
 	// Publish a burst for one group before the receiver can push them all:
 	// what the Pushgateway ends with is the newest, and the older ones are
 	// superseded, not pushed one after the other.
@@ -395,6 +412,7 @@ func TestOnlyTheNewestScrapeOfAGroupIsPushed(t *testing.T) {
 	}
 }
 
+// Not parallel: it times the shutdown.
 func TestShutdownTakesOnePushAtMost(t *testing.T) {
 	// A Pushgateway that never answers, 10 groups queued behind 1 worker:
 	// stopping must not work through the queue, one timed-out push at most.
@@ -442,6 +460,8 @@ func TestShutdownTakesOnePushAtMost(t *testing.T) {
 	}
 }
 
+// Not parallel: the scrape must reach the receiver well within its 300ms
+// max_age for a push to be tried at all.
 func TestGivesUpWhenTheScrapeOutlivesMaxAge(t *testing.T) {
 	addr := testenv.FreeAddr(t)
 	e := newEnv(t, Options{MaxAge: 300 * time.Millisecond}, "http://"+addr)
@@ -470,6 +490,7 @@ func republish(t *testing.T, msg []byte, publisher string) []byte {
 }
 
 func TestHostileInputDoesNotFloodTheLog(t *testing.T) {
+	t.Parallel()
 	var logs testenv.SyncBuffer
 	e := newEnvWith(t, Options{}, "", envSettings{logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	const n = 50

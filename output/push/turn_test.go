@@ -13,6 +13,7 @@ import (
 // to the active receiver), and pushes once Resync begins its turn; after
 // Stop it pushes nothing again.
 func TestTurns(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{}, "")
 	e.receiver.WaitForTurn()
 	now := time.Now()

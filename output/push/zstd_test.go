@@ -39,6 +39,7 @@ func zstdScrape(t *testing.T, instance string, body []byte, claim uint64) []byte
 }
 
 func TestPushesZstdScrapes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{}, "")
 	sample := testenv.Sample(t, "node_exporter.prom")
 	e.publish(t, zstdScrape(t, "bomb", nil, 1<<40))
