@@ -6,16 +6,14 @@ package e2e
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/choria-io/prometheus-streams/internal/testenv"
 	"go.uber.org/goleak"
 )
 
@@ -48,10 +46,7 @@ func runTests(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	if err := defaultParallel(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
+	testenv.WaitingTests(parallel)
 	code := m.Run()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
@@ -70,18 +65,6 @@ func runTests(m *testing.M) int {
 // a delay would change, do not call t.Parallel, nor does the heaviest
 // one: they run first, one at a time.
 const parallel = 4
-
-// defaultParallel sets -test.parallel to parallel (or GOMAXPROCS, when
-// higher) unless the command line set it.
-func defaultParallel() error {
-	flag.Parse()
-	set := false
-	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
-	if set {
-		return nil
-	}
-	return flag.Set("test.parallel", strconv.Itoa(max(parallel, runtime.GOMAXPROCS(0))))
-}
 
 // noRaceExitSleep sets atexit_sleep_ms=0 in GORACE for the child processes
 // (they inherit the environment), unless GORACE sets it already. A binary
