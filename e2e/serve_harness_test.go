@@ -205,10 +205,10 @@ func startServePrometheus(t *testing.T, dir, listen string, cfg servePromConfig)
 var targetLabels = []string{"job", "instance", "publisher"}
 
 // seriesKey is a series' labels, __name__ included, without targetLabels.
-func seriesKey(m map[string]string) string {
+func seriesKey(m model.Metric) string {
 	var b strings.Builder
 	for _, name := range slices.Sorted(maps.Keys(m)) {
-		if !slices.Contains(targetLabels, name) {
+		if !slices.Contains(targetLabels, string(name)) {
 			fmt.Fprintf(&b, "%s=%q,", name, m[name])
 		}
 	}
@@ -217,12 +217,12 @@ func seriesKey(m map[string]string) string {
 
 // seriesOf runs query in Prometheus and returns the series it answers by
 // seriesKey.
-func seriesOf(c *http.Client, base, query string) (map[string]promSample, error) {
+func seriesOf(c *http.Client, base, query string) (map[string]*model.Sample, error) {
 	v, err := queryPrometheus(c, base, query)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]promSample, len(v))
+	out := make(map[string]*model.Sample, len(v))
 	for _, s := range v {
 		k := seriesKey(s.Metric)
 		if _, dup := out[k]; dup {
@@ -252,11 +252,13 @@ func sameSeries(c *http.Client, base, direct, streamed string, values bool, vary
 	var diffs []string
 	for _, k := range slices.Sorted(maps.Keys(d)) {
 		ss, ok := s[k]
-		dv, sv := d[k].Value, ss.Value
-		switch {
-		case !ok:
+		if !ok {
 			diffs = append(diffs, "only scraped directly: "+k)
-		case !values || slices.Contains(varying, d[k].Metric["__name__"]):
+			continue
+		}
+		dv, sv := float64(d[k].Value), float64(ss.Value)
+		switch {
+		case !values || slices.Contains(varying, string(d[k].Metric[model.MetricNameLabel])):
 		case sv != dv && !(math.IsNaN(sv) && math.IsNaN(dv)):
 			diffs = append(diffs, fmt.Sprintf("%s: %v directly, %v through the receiver", k, dv, sv))
 		}
@@ -282,7 +284,7 @@ func valuesByInstance(c *http.Client, base, query string) (map[string]float64, e
 	}
 	out := map[string]float64{}
 	for _, s := range v {
-		out[s.Metric["instance"]] = s.Value
+		out[string(s.Metric[model.InstanceLabel])] = float64(s.Value)
 	}
 	return out, nil
 }
