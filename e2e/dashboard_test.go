@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,7 +21,9 @@ import (
 	"github.com/choria-io/prometheus-streams/embedded"
 	"github.com/choria-io/prometheus-streams/internal/testenv"
 	"github.com/choria-io/prometheus-streams/stream"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	promclient "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 )
@@ -321,7 +324,7 @@ func checkDashboardAndRules(t *testing.T, tr monitoredTransport, dashboards []gr
 	targetDown := ruleExpr(t, rules, "PrometheusStreamsTargetDown")
 	p.node.signal(t, syscall.SIGTERM)
 	p.node.wait(t, stopTimeout)
-	want := map[string]string{"job": "node", "instance": "node1", "publisher": "DC1"}
+	want := model.LabelSet{"job": "node", "instance": "node1", "publisher": "DC1"}
 	waitUntil(t, "PrometheusStreamsTargetDown's expression to return the stopped node target", func() error {
 		v, err := queryPrometheus(client, p.prom.base, targetDown)
 		if err != nil {
@@ -578,8 +581,8 @@ func variableValues(t *testing.T, client *http.Client, p *pipeline, d grafanaDas
 				return err
 			}
 			for _, s := range samples {
-				if s.Metric[label] != "" {
-					values = append(values, s.Metric[label])
+				if v := s.Metric[model.LabelName(label)]; v != "" {
+					values = append(values, string(v))
 				}
 			}
 			if len(values) == 0 {
@@ -639,31 +642,32 @@ func waitAll(t *testing.T, checks []liveCheck, watch ...*process) {
 // rulesHealthy returns nil once Prometheus has n rules and has evaluated
 // each of them without error.
 func rulesHealthy(c *http.Client, base string, n int) error {
-	b, err := get(c, base+"/api/v1/rules")
+	p, err := promAPI(c, base)
 	if err != nil {
 		return err
 	}
-	var resp struct {
-		Data struct {
-			Groups []struct {
-				Rules []struct {
-					Name      string `json:"name"`
-					Health    string `json:"health"`
-					LastError string `json:"lastError"`
-				} `json:"rules"`
-			} `json:"groups"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(b, &resp); err != nil {
-		return fmt.Errorf("/api/v1/rules: %w", err)
+	res, err := p.Rules(context.Background())
+	if err != nil {
+		return fmt.Errorf("rules: %w", err)
 	}
 	var got int
 	var errs []error
-	for _, g := range resp.Data.Groups {
+	for _, g := range res.Groups {
 		for _, r := range g.Rules {
 			got++
-			if r.Health != "ok" {
-				errs = append(errs, fmt.Errorf("rule %s: health %q %s", r.Name, r.Health, r.LastError))
+			var name, lastError string
+			var health promv1.RuleHealth
+			switch r := r.(type) {
+			case promv1.RecordingRule:
+				name, health, lastError = r.Name, r.Health, r.LastError
+			case promv1.AlertingRule:
+				name, health, lastError = r.Name, r.Health, r.LastError
+			default:
+				errs = append(errs, fmt.Errorf("group %s: a rule of type %T", g.Name, r))
+				continue
+			}
+			if health != promv1.RuleHealthGood {
+				errs = append(errs, fmt.Errorf("rule %s: health %q %s", name, health, lastError))
 			}
 		}
 	}
@@ -821,7 +825,7 @@ func seriesSelector(name string, labels map[string]string) string {
 }
 
 // hasLabels reports whether metric has every label of want.
-func hasLabels(metric, want map[string]string) bool {
+func hasLabels(metric model.Metric, want model.LabelSet) bool {
 	for k, v := range want {
 		if metric[k] != v {
 			return false

@@ -1,61 +1,53 @@
 package e2e
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"math"
 	"net/http"
-	"net/url"
 	"slices"
-	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
 )
 
-// promSample is one element of an instant vector from /api/v1/query.
-type promSample struct {
-	Metric map[string]string
-	Value  float64
+// promAPI is a client of the HTTP API of the Prometheus at base, over c:
+// c's Timeout bounds every call.
+func promAPI(c *http.Client, base string) (promv1.API, error) {
+	client, err := api.NewClient(api.Config{Address: base, Client: c})
+	if err != nil {
+		return nil, fmt.Errorf("prometheus API at %s: %w", base, err)
+	}
+	return promv1.NewAPI(client), nil
 }
 
 // queryPrometheus runs an instant query against the Prometheus at base
-// and returns the vector it answers.
-func queryPrometheus(c *http.Client, base, query string) ([]promSample, error) {
-	b, err := get(c, base+"/api/v1/query?"+url.Values{"query": {query}}.Encode())
+// and returns the vector it answers. Prometheus's warnings are not errors:
+// a query a dashboard runs may draw one (a counter's name on a gauge) and
+// still answer what a panel draws.
+func queryPrometheus(c *http.Client, base, query string) (model.Vector, error) {
+	p, err := promAPI(c, base)
 	if err != nil {
 		return nil, err
 	}
-	var resp struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			ResultType string `json:"resultType"`
-			Result     []struct {
-				Metric map[string]string `json:"metric"`
-				Value  [2]any            `json:"value"` // [unix time, "value"]
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(b, &resp); err != nil {
+	v, _, err := p.Query(context.Background(), query, time.Time{})
+	if err != nil {
 		return nil, fmt.Errorf("query %s: %w", query, err)
 	}
-	if resp.Status != "success" {
-		return nil, fmt.Errorf("query %s: %s: %s", query, resp.Status, resp.Error)
+	vec, ok := v.(model.Vector)
+	if !ok {
+		return nil, fmt.Errorf("query %s: result %T, want a vector", query, v)
 	}
-	if resp.Data.ResultType != "vector" {
-		return nil, fmt.Errorf("query %s: result type %q, want vector", query, resp.Data.ResultType)
-	}
-	out := make([]promSample, 0, len(resp.Data.Result))
-	for _, r := range resp.Data.Result {
-		s, ok := r.Value[1].(string)
-		if !ok {
-			return nil, fmt.Errorf("query %s: value %v is not a string", query, r.Value[1])
+	// A native histogram's sample has Value 0, which promValue could take
+	// for an answer.
+	for _, s := range vec {
+		if s.Histogram != nil {
+			return nil, fmt.Errorf("query %s: %v is a histogram, want a float", query, s)
 		}
-		v, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return nil, fmt.Errorf("query %s: %w", query, err)
-		}
-		out = append(out, promSample{Metric: r.Metric, Value: v})
 	}
-	return out, nil
+	return vec, nil
 }
 
 // promHas returns nil once query has at least one result that is a
@@ -66,7 +58,7 @@ func promHas(c *http.Client, base, query string) error {
 	if err != nil {
 		return err
 	}
-	if !slices.ContainsFunc(v, func(s promSample) bool { return !math.IsNaN(s.Value) }) {
+	if !slices.ContainsFunc(v, func(s *model.Sample) bool { return !math.IsNaN(float64(s.Value)) }) {
 		return fmt.Errorf("%s: no result that is a number yet (%d NaN)", query, len(v))
 	}
 	return nil
@@ -81,7 +73,7 @@ func promValue(c *http.Client, base, query string, want float64) error {
 	if len(v) != 1 {
 		return fmt.Errorf("%s: %d results %v, want one", query, len(v), v)
 	}
-	if v[0].Value != want {
+	if float64(v[0].Value) != want {
 		return fmt.Errorf("%s = %v, want %v", query, v[0].Value, want)
 	}
 	return nil

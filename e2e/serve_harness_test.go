@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/choria-io/prometheus-streams/internal/testenv"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
 
 // serveConfig fills testdata/serve.yaml.tmpl: the file of one poller (a
@@ -57,32 +59,32 @@ type group struct{ job, instance, publisher string }
 
 func (g group) String() string { return g.publisher + "/" + g.job + "/" + g.instance }
 
-// sdTarget is one entry of the receiver's /sd (Prometheus's http_sd format).
-type sdTarget struct {
-	Targets []string          `json:"targets"`
-	Labels  map[string]string `json:"labels"`
+// sdTarget is one entry of the receiver's /sd, decoded by the type
+// Prometheus's http_sd decodes it with: what the tests read of it,
+// Prometheus can read. Its String is its Source, empty here: print its
+// Targets and Labels.
+type sdTarget = targetgroup.Group
+
+// sdGroup is the group the entry s stands for, from its target labels.
+func sdGroup(s sdTarget) group {
+	return group{string(s.Labels["job"]), string(s.Labels["instance"]), string(s.Labels["publisher"])}
 }
 
-// group is the group the entry stands for, from its target labels.
-func (s sdTarget) group() group {
-	return group{s.Labels["job"], s.Labels["instance"], s.Labels["publisher"]}
-}
-
-// scrapeURL is the URL Prometheus scrapes the entry at, built from the
+// scrapeURL is the URL Prometheus scrapes the entry s at, built from the
 // entry alone as Prometheus builds it: scheme, address, metrics path and
 // the __param_ labels as query parameters.
-func (s sdTarget) scrapeURL() string {
+func scrapeURL(s sdTarget) string {
 	q := url.Values{}
 	for name, v := range s.Labels {
-		if p, ok := strings.CutPrefix(name, "__param_"); ok {
-			q.Set(p, v)
+		if p, ok := strings.CutPrefix(string(name), model.ParamLabelPrefix); ok {
+			q.Set(p, string(v))
 		}
 	}
 	addr := ""
 	if len(s.Targets) == 1 {
-		addr = s.Targets[0]
+		addr = string(s.Targets[0][model.AddressLabel])
 	}
-	return s.Labels["__scheme__"] + "://" + addr + s.Labels["__metrics_path__"] + "?" + q.Encode()
+	return string(s.Labels[model.SchemeLabel]) + "://" + addr + string(s.Labels[model.MetricsPathLabel]) + "?" + q.Encode()
 }
 
 // fetchSD GETs the receiver's /sd and returns its entries by group; an
@@ -99,12 +101,12 @@ func fetchSD(c *http.Client, base string) (map[group]sdTarget, error) {
 	out := map[group]sdTarget{}
 	for _, e := range entries {
 		if len(e.Targets) != 1 {
-			return nil, fmt.Errorf("/sd entry with %d targets, want 1: %v", len(e.Targets), e)
+			return nil, fmt.Errorf("/sd entry with %d targets, want 1: %v %v", len(e.Targets), e.Targets, e.Labels)
 		}
-		if _, dup := out[e.group()]; dup {
-			return nil, fmt.Errorf("/sd lists %s twice", e.group())
+		if _, dup := out[sdGroup(e)]; dup {
+			return nil, fmt.Errorf("/sd lists %s twice", sdGroup(e))
 		}
-		out[e.group()] = e
+		out[sdGroup(e)] = e
 	}
 	return out, nil
 }
@@ -141,14 +143,14 @@ type scrapeAnswer struct {
 
 // scrapeVia GETs the group's scrape URL as /sd gives it.
 func scrapeVia(c *http.Client, s sdTarget) (scrapeAnswer, error) {
-	resp, err := c.Get(s.scrapeURL())
+	resp, err := c.Get(scrapeURL(s))
 	if err != nil {
 		return scrapeAnswer{}, err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return scrapeAnswer{}, fmt.Errorf("GET %s: read body: %w", s.scrapeURL(), err)
+		return scrapeAnswer{}, fmt.Errorf("GET %s: read body: %w", scrapeURL(s), err)
 	}
 	return scrapeAnswer{resp.StatusCode, resp.Header.Get("Content-Type"), b}, nil
 }
@@ -168,11 +170,11 @@ func servesExactly(c *http.Client, s sdTarget, want exporterBody) error {
 	}
 	switch {
 	case a.code != http.StatusOK:
-		return fmt.Errorf("scrape of %s: %d %s", s.group(), a.code, a.body)
+		return fmt.Errorf("scrape of %s: %d %s", sdGroup(s), a.code, a.body)
 	case a.contentType != want.contentType:
-		return fmt.Errorf("scrape of %s: Content-Type %q, the exporter's is %q", s.group(), a.contentType, want.contentType)
+		return fmt.Errorf("scrape of %s: Content-Type %q, the exporter's is %q", sdGroup(s), a.contentType, want.contentType)
 	case string(a.body) != string(want.body):
-		return fmt.Errorf("scrape of %s: a body of %d bytes, not the exporter's %d bytes", s.group(), len(a.body), len(want.body))
+		return fmt.Errorf("scrape of %s: a body of %d bytes, not the exporter's %d bytes", sdGroup(s), len(a.body), len(want.body))
 	}
 	return nil
 }
@@ -203,10 +205,10 @@ func startServePrometheus(t *testing.T, dir, listen string, cfg servePromConfig)
 var targetLabels = []string{"job", "instance", "publisher"}
 
 // seriesKey is a series' labels, __name__ included, without targetLabels.
-func seriesKey(m map[string]string) string {
+func seriesKey(m model.Metric) string {
 	var b strings.Builder
 	for _, name := range slices.Sorted(maps.Keys(m)) {
-		if !slices.Contains(targetLabels, name) {
+		if !slices.Contains(targetLabels, string(name)) {
 			fmt.Fprintf(&b, "%s=%q,", name, m[name])
 		}
 	}
@@ -215,12 +217,12 @@ func seriesKey(m map[string]string) string {
 
 // seriesOf runs query in Prometheus and returns the series it answers by
 // seriesKey.
-func seriesOf(c *http.Client, base, query string) (map[string]promSample, error) {
+func seriesOf(c *http.Client, base, query string) (map[string]*model.Sample, error) {
 	v, err := queryPrometheus(c, base, query)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]promSample, len(v))
+	out := make(map[string]*model.Sample, len(v))
 	for _, s := range v {
 		k := seriesKey(s.Metric)
 		if _, dup := out[k]; dup {
@@ -250,11 +252,13 @@ func sameSeries(c *http.Client, base, direct, streamed string, values bool, vary
 	var diffs []string
 	for _, k := range slices.Sorted(maps.Keys(d)) {
 		ss, ok := s[k]
-		dv, sv := d[k].Value, ss.Value
-		switch {
-		case !ok:
+		if !ok {
 			diffs = append(diffs, "only scraped directly: "+k)
-		case !values || slices.Contains(varying, d[k].Metric["__name__"]):
+			continue
+		}
+		dv, sv := float64(d[k].Value), float64(ss.Value)
+		switch {
+		case !values || slices.Contains(varying, string(d[k].Metric[model.MetricNameLabel])):
 		case sv != dv && !(math.IsNaN(sv) && math.IsNaN(dv)):
 			diffs = append(diffs, fmt.Sprintf("%s: %v directly, %v through the receiver", k, dv, sv))
 		}
@@ -280,7 +284,7 @@ func valuesByInstance(c *http.Client, base, query string) (map[string]float64, e
 	}
 	out := map[string]float64{}
 	for _, s := range v {
-		out[s.Metric["instance"]] = s.Value
+		out[string(s.Metric[model.InstanceLabel])] = float64(s.Value)
 	}
 	return out, nil
 }

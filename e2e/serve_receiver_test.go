@@ -16,6 +16,7 @@ import (
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/internal/channeltest"
 	"github.com/choria-io/prometheus-streams/internal/testenv"
+	"github.com/prometheus/common/model"
 )
 
 // countMessages counts the messages published on the channel, seen by a
@@ -221,7 +222,7 @@ func TestServeHotPair(t *testing.T) {
 		if !maps.Equal(ea.Labels, eb.Labels) {
 			t.Errorf("%s: receiver A labels it %v, receiver B %v", g, ea.Labels, eb.Labels)
 		}
-		if ea.Targets[0] != hostPort(ports[1]) || eb.Targets[0] != hostPort(ports[2]) {
+		if ea.Targets[0][model.AddressLabel] != model.LabelValue(hostPort(ports[1])) || eb.Targets[0][model.AddressLabel] != model.LabelValue(hostPort(ports[2])) {
 			t.Errorf("%s: the targets are %v and %v, want each receiver's own address", g, ea.Targets, eb.Targets)
 		}
 	}

@@ -148,7 +148,7 @@ func TestServeTargetsIntoRealPrometheus(t *testing.T) {
 		if err != nil || len(d) != 1 {
 			t.Fatalf("%s: %v %v", c.direct, d, err)
 		}
-		if err := promValue(client, prom.base, c.streamed, d[0].Value); err != nil {
+		if err := promValue(client, prom.base, c.streamed, float64(d[0].Value)); err != nil {
 			t.Errorf("scrape_samples_scraped through the receiver differs from the direct scrape's: %v", err)
 		}
 	}

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"go.uber.org/goleak"
 
 	"github.com/choria-io/prometheus-streams/embedded"
@@ -131,10 +133,7 @@ func testDemo(t *testing.T, transport string, flags ...string) {
 	if sd == nil {
 		t.Fatalf("the demo does not print its /sd:\n%s", out.String())
 	}
-	var groups []struct {
-		Targets []string          `json:"targets"`
-		Labels  map[string]string `json:"labels"`
-	}
+	var groups []targetgroup.Group
 	testenv.WaitFor(t, "/sd to list the demo target and the poller itself", 10*time.Second, func() bool {
 		resp, err := http.Get(sd[1])
 		if err != nil {
@@ -149,12 +148,12 @@ func testDemo(t *testing.T, transport string, flags ...string) {
 			continue
 		}
 		served++
-		q := url.Values{"job": {"demo"}, "instance": {g.Labels["__param_instance"]}, "publisher": {"demo"}}
+		q := url.Values{"job": {"demo"}, "instance": {string(g.Labels["__param_instance"])}, "publisher": {"demo"}}
 		// Polled: at a 100ms interval max_age is 200ms, and a race-built
 		// run can let the newest scrape held get that old (503 "stale").
 		var body []byte
 		testenv.WaitFor(t, "the served demo target to answer the exporter's body", 10*time.Second, func() bool {
-			resp, err := http.Get("http://" + g.Targets[0] + g.Labels["__metrics_path__"] + "?" + q.Encode())
+			resp, err := http.Get("http://" + string(g.Targets[0][model.AddressLabel]) + string(g.Labels[model.MetricsPathLabel]) + "?" + q.Encode())
 			if err != nil {
 				return false
 			}
@@ -164,7 +163,8 @@ func testDemo(t *testing.T, transport string, flags ...string) {
 		})
 	}
 	if served != 1 {
-		t.Errorf("/sd lists %d demo targets, want 1: %v", served, groups)
+		b, _ := json.Marshal(groups) // a Group prints as its Source, empty here
+		t.Errorf("/sd lists %d demo targets, want 1: %s", served, b)
 	}
 	cancel()
 	select {

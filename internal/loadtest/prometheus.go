@@ -2,15 +2,17 @@ package loadtest
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
 
 	"github.com/choria-io/prometheus-streams/output/serve"
 )
@@ -259,7 +261,7 @@ func (b *bench) readPrometheus(ctx context.Context, base string, end time.Time, 
 // promSeries is one series of a query's answer: an instant vector's one
 // value, or a range's values.
 type promSeries struct {
-	metric map[string]string
+	metric model.Metric
 	values []float64
 }
 
@@ -270,65 +272,62 @@ func lastValue(s promSeries) float64 {
 	return s.values[len(s.values)-1]
 }
 
+// promAPI is a client of the HTTP API of the Prometheus at base.
+func promAPI(base string) (promv1.API, error) {
+	c, err := api.NewClient(api.Config{Address: base})
+	if err != nil {
+		return nil, fmt.Errorf("prometheus: API at %s: %w", base, err)
+	}
+	return promv1.NewAPI(c), nil
+}
+
 // promQuery runs query at the time at (zero: now) with Prometheus's HTTP
-// API and returns its vector or matrix.
+// API and returns its vector or matrix. Prometheus's warnings are not
+// errors; a native histogram, which has no float value, is.
 func promQuery(ctx context.Context, base, query string, at time.Time) ([]promSeries, error) {
-	q := url.Values{"query": {query}}
-	if !at.IsZero() {
-		q.Set("time", strconv.FormatFloat(float64(at.UnixNano())/1e9, 'f', 3, 64))
+	p, err := promAPI(base)
+	if err != nil {
+		return nil, err
 	}
-	var body strings.Builder
-	if err := get(ctx, base+"/api/v1/query?"+q.Encode(), &body); err != nil {
+	v, _, err := p.Query(ctx, query, at)
+	if err != nil {
 		return nil, fmt.Errorf("prometheus: query %s: %w", query, err)
 	}
-	var resp struct {
-		Data struct {
-			Result []struct {
-				Metric map[string]string `json:"metric"`
-				Value  []any             `json:"value"`  // [time, "v"]
-				Values [][]any           `json:"values"` // [[time, "v"], ...]
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal([]byte(body.String()), &resp); err != nil {
-		return nil, fmt.Errorf("prometheus: query %s: %w", query, err)
-	}
-	out := make([]promSeries, 0, len(resp.Data.Result))
-	for _, r := range resp.Data.Result {
-		points := r.Values
-		if r.Value != nil {
-			points = [][]any{r.Value}
-		}
-		s := promSeries{metric: r.Metric}
-		for _, p := range points {
-			if len(p) != 2 {
-				return nil, fmt.Errorf("prometheus: query %s: point %v is not [time, value]", query, p)
+	var out []promSeries
+	switch v := v.(type) {
+	case model.Vector:
+		for _, s := range v {
+			if s.Histogram != nil {
+				return nil, fmt.Errorf("prometheus: query %s: %v is a histogram, want a float", query, s)
 			}
-			str, _ := p[1].(string)
-			v, err := strconv.ParseFloat(str, 64)
-			if err != nil {
-				return nil, fmt.Errorf("prometheus: query %s: value %v: %w", query, p, err)
-			}
-			s.values = append(s.values, v)
+			out = append(out, promSeries{metric: s.Metric, values: []float64{float64(s.Value)}})
 		}
-		out = append(out, s)
+	case model.Matrix:
+		for _, s := range v {
+			if len(s.Histograms) > 0 {
+				return nil, fmt.Errorf("prometheus: query %s: %s has histograms, want floats", query, s.Metric)
+			}
+			ps := promSeries{metric: s.Metric}
+			for _, p := range s.Values {
+				ps.values = append(ps.values, float64(p.Value))
+			}
+			out = append(out, ps)
+		}
+	default:
+		return nil, fmt.Errorf("prometheus: query %s: result %T, want a vector or a matrix", query, v)
 	}
 	return out, nil
 }
 
 // promVersion is the version Prometheus reports of itself.
 func promVersion(ctx context.Context, base string) (string, error) {
-	var body strings.Builder
-	if err := get(ctx, base+"/api/v1/status/buildinfo", &body); err != nil {
+	p, err := promAPI(base)
+	if err != nil {
+		return "", err
+	}
+	info, err := p.Buildinfo(ctx)
+	if err != nil {
 		return "", fmt.Errorf("prometheus: build info: %w", err)
 	}
-	var resp struct {
-		Data struct {
-			Version string `json:"version"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal([]byte(body.String()), &resp); err != nil {
-		return "", fmt.Errorf("prometheus: build info: %w", err)
-	}
-	return resp.Data.Version, nil
+	return info.Version, nil
 }

@@ -17,6 +17,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
 
 // Prometheus's scrape request, as Debian 12's Prometheus (2.42) sends it,
@@ -95,31 +98,29 @@ func (s *scraper) fetchSD(ctx context.Context) ([]byte, error) {
 	return body.Bytes(), nil
 }
 
-// parseSD returns the scrape URL of every target of an /sd body, built as
-// Prometheus builds it from __scheme__, the address, __metrics_path__ and
-// the __param_ labels.
+// parseSD returns the scrape URL of every target of an /sd body, decoded
+// as Prometheus's http_sd decodes it and built as Prometheus builds it
+// from __scheme__, the address, __metrics_path__ and the __param_ labels.
 func (s *scraper) parseSD(body []byte) ([]string, error) {
-	var groups []struct {
-		Targets []string          `json:"targets"`
-		Labels  map[string]string `json:"labels"`
-	}
+	var groups []targetgroup.Group
 	if err := json.Unmarshal(body, &groups); err != nil {
 		return nil, fmt.Errorf("GET %s: %w", s.sdURL, err)
 	}
 	var urls []string
 	for _, g := range groups {
-		scheme, path := g.Labels["__scheme__"], g.Labels["__metrics_path__"]
+		scheme, path := string(g.Labels[model.SchemeLabel]), string(g.Labels[model.MetricsPathLabel])
 		if scheme == "" {
 			scheme = "http"
 		}
 		q := url.Values{}
 		for k, v := range g.Labels {
-			if name, ok := strings.CutPrefix(k, "__param_"); ok {
-				q.Set(name, v)
+			if name, ok := strings.CutPrefix(string(k), model.ParamLabelPrefix); ok {
+				q.Set(name, string(v))
 			}
 		}
 		for _, t := range g.Targets {
-			urls = append(urls, (&url.URL{Scheme: scheme, Host: t, Path: path, RawQuery: q.Encode()}).String())
+			u := url.URL{Scheme: scheme, Host: string(t[model.AddressLabel]), Path: path, RawQuery: q.Encode()}
+			urls = append(urls, u.String())
 		}
 	}
 	return urls, nil

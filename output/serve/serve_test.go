@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"go.uber.org/goleak"
 
 	"github.com/choria-io/prometheus-streams/envelope"
@@ -26,12 +29,6 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// targetGroup is one entry of the http_sd format.
-type targetGroup struct {
-	Targets []string          `json:"targets"`
-	Labels  map[string]string `json:"labels"`
-}
 
 // settled records how an output settled a delivery.
 type settled struct {
@@ -353,17 +350,21 @@ func TestSDListsEveryGroupUntilDeleteAfter(t *testing.T) {
 	if code != 200 || h.Get("Content-Type") != "application/json" {
 		t.Fatalf("/sd: %d %s", code, h.Get("Content-Type"))
 	}
-	var groups []targetGroup
+	var groups []targetgroup.Group
 	if err := json.Unmarshal(body, &groups); err != nil {
 		t.Fatal(err)
 	}
-	addr := s.srv.Listener.Addr().String()
-	want := []targetGroup{
-		{Targets: []string{addr}, Labels: map[string]string{"job": "node", "instance": "web1:9100", "dc": "dc1", "__metrics_path__": ScrapePath, "__scheme__": "http", "__param_job": "node", "__param_instance": "web1:9100", "__param_publisher": "dc1"}},
-		{Targets: []string{addr}, Labels: map[string]string{"job": "node", "instance": "web1:9100", "dc": "dc2", "__metrics_path__": ScrapePath, "__scheme__": "http", "__param_job": "node", "__param_instance": "web1:9100", "__param_publisher": "dc2"}},
+	addr := []model.LabelSet{{model.AddressLabel: model.LabelValue(s.srv.Listener.Addr().String())}}
+	want := []targetgroup.Group{
+		{Targets: addr, Labels: model.LabelSet{"job": "node", "instance": "web1:9100", "dc": "dc1", "__metrics_path__": ScrapePath, "__scheme__": "http", "__param_job": "node", "__param_instance": "web1:9100", "__param_publisher": "dc1"}},
+		{Targets: addr, Labels: model.LabelSet{"job": "node", "instance": "web1:9100", "dc": "dc2", "__metrics_path__": ScrapePath, "__scheme__": "http", "__param_job": "node", "__param_instance": "web1:9100", "__param_publisher": "dc2"}},
 	}
-	if fmt.Sprint(groups) != fmt.Sprint(want) {
-		t.Errorf("/sd:\n got %v\nwant %v", groups, want)
+	// A Group prints as its Source, empty here: the message shows both as
+	// JSON, labels sorted.
+	if !reflect.DeepEqual(groups, want) {
+		g, _ := json.Marshal(groups)
+		w, _ := json.Marshal(want)
+		t.Errorf("/sd:\n got %s\nwant %s", g, w)
 	}
 	// Past delete_after, dc2's group leaves /sd; the sweep then forgets it.
 	s.o.now = func() time.Time { return now.Add(6 * time.Minute) }
@@ -380,11 +381,11 @@ func TestSDAddressAndScheme(t *testing.T) {
 	s := newServed(t, Options{Address: "receiver.central:10000", Scheme: "https"})
 	s.hold(t, scrapeOf(t, "dc1", "node", "a", time.Now(), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
 	_, _, body := s.get(t, SDPath)
-	var groups []targetGroup
+	var groups []targetgroup.Group
 	if err := json.Unmarshal(body, &groups); err != nil {
 		t.Fatal(err)
 	}
-	if len(groups) != 1 || groups[0].Targets[0] != "receiver.central:10000" || groups[0].Labels["__scheme__"] != "https" {
+	if len(groups) != 1 || groups[0].Targets[0][model.AddressLabel] != "receiver.central:10000" || groups[0].Labels["__scheme__"] != "https" {
 		t.Errorf("/sd: %s", body)
 	}
 	if _, ok := groups[0].Labels["__param_publisher"]; ok {
@@ -442,7 +443,7 @@ func TestGroupWithoutPublisher(t *testing.T) {
 	s := newServed(t, Options{PublisherLabel: true})
 	s.hold(t, scrapeOf(t, "", "node", "old:9100", time.Now(), testenv.TextContentType, []byte("v 1\n"), envelope.CodecSnappy))
 	_, _, body := s.get(t, SDPath)
-	var groups []targetGroup
+	var groups []targetgroup.Group
 	if err := json.Unmarshal(body, &groups); err != nil || len(groups) != 1 {
 		t.Fatalf("/sd: %s (%v)", body, err)
 	}
@@ -483,7 +484,7 @@ func TestSDDocumentFollowsTheGroups(t *testing.T) {
 	s.o.now = func() time.Time { return now }
 	count := func() int {
 		_, _, body := s.get(t, SDPath)
-		var groups []targetGroup
+		var groups []targetgroup.Group
 		if err := json.Unmarshal(body, &groups); err != nil {
 			t.Fatal(err)
 		}
