@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/choria-io/prometheus-streams/internal/testenv"
 )
 
 const (
@@ -73,17 +75,15 @@ func get(c *http.Client, url string) ([]byte, error) {
 
 // freePorts returns n distinct loopback ports that were free a moment
 // ago, for the programs that take a port number on their command line or
-// in a file. All n are held at once so that no two of them coincide.
+// in a file. They come from testenv.FreePort, below the kernel's ephemeral
+// range: a port the kernel handed out and took back could be handed at
+// once to a server another parallel test starts on port 0, before the
+// child process binds it (seen as "address already in use").
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
 	ports := make([]int, n)
 	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("find a free port: %v", err)
-		}
-		defer func() { _ = ln.Close() }()
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
+		ports[i] = testenv.FreePort(t)
 	}
 	return ports
 }

@@ -54,7 +54,9 @@ func FreePort(t testing.TB) int {
 }
 
 // ports are those FreePort gave in this process, and the range it picks
-// from.
+// from. It is package state, unlike everything else here, because "never
+// the same port twice in a process" is a promise about the process: tests
+// of one package running in parallel share it.
 var ports struct {
 	mu     sync.Mutex
 	given  map[int]bool
