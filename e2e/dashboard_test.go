@@ -689,7 +689,7 @@ func startMonitoredPipeline(t *testing.T, transport string, ruleFiles []string) 
 	logger := fileLogger(t, dir, "servers.log")
 	pgw := testenv.Pushgateway(t, embedded.PushgatewayOptions{Listen: "127.0.0.1:0", Logger: logger})
 
-	ports := freePorts(t, 4)
+	ports := testenv.FreePorts(t, 4)
 	p := &pipeline{}
 	nodeURL := "http://" + hostPort(ports[0]) + "/metrics"
 	p.node = startNodeExporter(t, dir, nodeURL)

@@ -54,7 +54,7 @@ func TestFaultHostileTargetsStayUnder256MiB(t *testing.T) {
 	pgw := testenv.Pushgateway(t, embedded.PushgatewayOptions{Listen: "127.0.0.1:0", Logger: logger})
 	exp := startHostileExporters(t)
 
-	ports := freePorts(t, 2)
+	ports := testenv.FreePorts(t, 2)
 	cfg := streamsConfig{ClusterID: nats.ClusterID(), NATSURLs: nats.URL(), PushgatewayURL: pgw.URL(), NodeURL: exp.urls["good"]}
 	poller := startHostileDaemon(t, dir, "poller", cfg, ports[0], exp.urls)
 	receiver := startHostileDaemon(t, dir, "receiver", cfg, ports[1], exp.urls)

@@ -156,7 +156,7 @@ func TestJetStreamConfigIntoPushgatewayAndServing(t *testing.T) {
 	nats := testenv.NATS(t, embedded.NATSOptions{Logger: logger})
 	pgw := testenv.Pushgateway(t, embedded.PushgatewayOptions{Listen: "127.0.0.1:0", Logger: logger})
 
-	ports := freePorts(t, 3)
+	ports := testenv.FreePorts(t, 3)
 	nodeURL := "http://" + hostPort(ports[0]) + "/metrics"
 	node := startNodeExporter(t, dir, nodeURL)
 	poller, _ := startJSDaemon(t, dir, "poller", jsConfig{
@@ -221,7 +221,7 @@ func TestJetStreamReceiverKilledStandbyTakesOver(t *testing.T) {
 	pgw := testenv.Pushgateway(t, embedded.PushgatewayOptions{Listen: "127.0.0.1:0", Logger: logger})
 	exp := testenv.Exporter(t, []byte("# TYPE e2e_up gauge\ne2e_up 1\n"), testenv.TextContentType)
 
-	ports := freePorts(t, 3)
+	ports := testenv.FreePorts(t, 3)
 	poller, _ := startJSDaemon(t, dir, "poller", jsConfig{
 		Role: "poller", Interval: 500 * time.Millisecond, MonitorPort: ports[0], NATSURL: nats.URL(), NodeURL: exp.URL + "/metrics",
 	})
@@ -306,7 +306,9 @@ func TestJetStreamServerRestartUnderBothDaemons(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	logger := fileLogger(t, dir, "servers.log")
-	nats := testenv.NATS(t, embedded.NATSOptions{StoreDir: t.TempDir(), Logger: logger})
+	// The restart takes the same port again: FreePort's, which a server
+	// another test starts on port 0 meanwhile does not take.
+	nats := testenv.NATS(t, embedded.NATSOptions{Port: testenv.FreePort(t), StoreDir: t.TempDir(), Logger: logger})
 	pgw := testenv.Pushgateway(t, embedded.PushgatewayOptions{Listen: "127.0.0.1:0", Logger: logger})
 	// The exporter counts its scrapes, so the value in the Pushgateway
 	// says which scrape it came from: one taken after the restart, or one
@@ -318,7 +320,7 @@ func TestJetStreamServerRestartUnderBothDaemons(t *testing.T) {
 	}))
 	t.Cleanup(exp.Close)
 
-	ports := freePorts(t, 2)
+	ports := testenv.FreePorts(t, 2)
 	poller, _ := startJSDaemon(t, dir, "poller", jsConfig{
 		Role: "poller", Interval: 500 * time.Millisecond, MonitorPort: ports[0], NATSURL: nats.URL(), NodeURL: exp.URL + "/metrics",
 	})

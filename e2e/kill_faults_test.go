@@ -50,7 +50,7 @@ func TestFaultReceiverSIGKILLResumesDurable(t *testing.T) {
 	t.Cleanup(exp.Close)
 	obs := observeChannel(t, nats)
 
-	ports := freePorts(t, 2)
+	ports := testenv.FreePorts(t, 2)
 	cfg := streamsConfig{ClusterID: nats.ClusterID(), NATSURLs: nats.URL(), PushgatewayURL: pgw.URL(), NodeURL: exp.URL + "/metrics"}
 	poller, receiver := startFastDaemons(t, dir, cfg, ports[0], ports[1])
 	client := newHTTPClient(t)

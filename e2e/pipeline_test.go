@@ -34,7 +34,7 @@ func startPipeline(t *testing.T) *pipeline {
 	pgw := testenv.Pushgateway(t, embedded.PushgatewayOptions{Listen: "127.0.0.1:0", Logger: logger})
 
 	// Every port a child process is given on its command line or in a file.
-	ports := freePorts(t, 5)
+	ports := testenv.FreePorts(t, 5)
 	p := &pipeline{pidFile: filepath.Join(dir, "poller.pid")}
 	nodeURL := "http://" + hostPort(ports[0]) + "/metrics"
 	p.node = startNodeExporter(t, dir, nodeURL)

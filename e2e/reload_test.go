@@ -178,7 +178,7 @@ func TestReloadWhileDataFlows(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ports := freePorts(t, 2)
+	ports := testenv.FreePorts(t, 2)
 	cfg := reloadConfig{Interval: interval, ClusterID: nats.ClusterID(), NATSURL: nats.URL(), PushgatewayURL: pgw.URL()}
 	write := func(role string, port int, targets ...*hitExporter) string {
 		c := cfg

@@ -92,7 +92,7 @@ func TestServeReceiverRestartServesAgainWithinSeconds(t *testing.T) {
 	}
 	self := group{"prometheus_streams", "DC1", "DC1"}
 
-	ports := freePorts(t, 2)
+	ports := testenv.FreePorts(t, 2)
 	poller, _ := startServeDaemon(t, dir, "poller-dc1", serveConfig{
 		Role: "poller", Identity: "DC1", Interval: 500 * time.Millisecond,
 		MonitorPort: ports[0], ClusterID: nats.ClusterID(), NATSURL: nats.URL(),
@@ -185,7 +185,7 @@ func TestServeHotPair(t *testing.T) {
 	counted := group{"app", "counter", "DC1"}
 	self := group{"prometheus_streams", "DC1", "DC1"}
 
-	ports := freePorts(t, 3)
+	ports := testenv.FreePorts(t, 3)
 	poller, _ := startServeDaemon(t, dir, "poller-dc1", serveConfig{
 		Role: "poller", Identity: "DC1", Interval: 500 * time.Millisecond,
 		MonitorPort: ports[0], ClusterID: nats.ClusterID(), NATSURL: nats.URL(),

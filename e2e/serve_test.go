@@ -38,7 +38,7 @@ func TestServeTargetsIntoRealPrometheus(t *testing.T) {
 	dir := t.TempDir()
 	logger := fileLogger(t, dir, "servers.log")
 	nats := testenv.Streaming(t, embedded.StreamingOptions{Logger: logger})
-	ports := freePorts(t, 4)
+	ports := testenv.FreePorts(t, 4)
 	nodeURL := "http://" + hostPort(ports[0]) + "/metrics"
 	node := startNodeExporter(t, dir, nodeURL)
 	// The text sample with one series of an explicit timestamp, which the

@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/choria-io/prometheus-streams/internal/testenv"
 )
 
 const (
@@ -71,21 +69,6 @@ func get(c *http.Client, url string) ([]byte, error) {
 		return b, fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
 	}
 	return b, nil
-}
-
-// freePorts returns n distinct loopback ports that were free a moment
-// ago, for the programs that take a port number on their command line or
-// in a file. They come from testenv.FreePort, below the kernel's ephemeral
-// range: a port the kernel handed out and took back could be handed at
-// once to a server another parallel test starts on port 0, before the
-// child process binds it (seen as "address already in use").
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		ports[i] = testenv.FreePort(t)
-	}
-	return ports
 }
 
 // hostPort is 127.0.0.1:port.

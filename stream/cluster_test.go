@@ -16,21 +16,10 @@ import (
 	"github.com/choria-io/prometheus-streams/internal/testenv"
 )
 
-// freePorts returns n ports free on loopback (testenv.FreePort's, which
-// no server of a test running beside this one takes meanwhile).
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		ports[i] = testenv.FreePort(t)
-	}
-	return ports
-}
-
 // jsCluster starts three nats-servers forming one JetStream cluster.
 func jsCluster(t *testing.T) []*embedded.NATS {
 	t.Helper()
-	ports := freePorts(t, 6)
+	ports := testenv.FreePorts(t, 6)
 	routes := make([]*url.URL, 3)
 	for i := range routes {
 		routes[i] = &url.URL{Scheme: "nats", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[3+i]))}

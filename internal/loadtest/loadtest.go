@@ -15,7 +15,6 @@ import (
 	"io"
 	"maps"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -28,6 +27,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/choria-io/prometheus-streams/embedded"
+	"github.com/choria-io/prometheus-streams/internal/freeport"
 	"github.com/choria-io/prometheus-streams/pushgateway"
 )
 
@@ -443,11 +443,8 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 	return sorted[max(0, min(i, len(sorted)-1))]
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort is a port for a daemon or Prometheus to take on its command
+// line: freeport.Pick's, so that a server started on port 0 beside the
+// harness (as in the e2e tests, which run it in parallel with others) does
+// not take it first.
+func freePort() (int, error) { return freeport.Pick() }
