@@ -210,8 +210,9 @@ func TestJetStreamNoCreateWaitsForTheStream(t *testing.T) {
 	}
 }
 
+// Not parallel: the standby must get nothing while the active receiver
+// lives, which holds only while it pulls every second against a 2s pin.
 func TestJetStreamPinnedFailover(t *testing.T) {
-	t.Parallel()
 	n := testenv.NATS(t, embedded.NATSOptions{})
 	p := startJSPublisher(t, jsOptions(n, "poller"))
 	jsPublish(t, p, Key{Publisher: "dc1", Job: "j", Instance: "0"}, "m0")
@@ -524,8 +525,9 @@ func TestJetStreamLostPinHandsBack(t *testing.T) {
 // the subscriber tells the server it is still being worked on, so the
 // server does not deliver it again, and the acknowledgement then settles
 // it.
+// Not parallel: a progress notice every second against a 2s ack wait
+// leaves a second of slack, which a machine busy with other tests can eat.
 func TestJetStreamLongWorkReportsProgress(t *testing.T) {
-	t.Parallel()
 	n := testenv.NATS(t, embedded.NATSOptions{})
 	p := startJSPublisher(t, jsOptions(n, "poller"))
 	jsPublish(t, p, Key{Publisher: "dc1", Job: "j", Instance: "slow"}, "slow")

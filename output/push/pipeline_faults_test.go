@@ -532,16 +532,18 @@ func faultGathered(t *testing.T, reg *prometheus.Registry, name string) float64 
 	return 0
 }
 
+// Not parallel: it bounds how long the receiver takes to stop, and the
+// backlog it is about needs the receiver to lag well behind (200 scrapes a
+// second against 80 pushes), which other tests' load would blur.
 func TestFaultReceiverStoppedUnderLoadLosesNothing(t *testing.T) {
-	t.Parallel()
-	const groups = 100
+	const groups = 200
 	exp := newFaultSeqExporter(t)
 	var targets []config.Target
 	for i := range groups {
 		targets = append(targets, config.Target{Job: "load", Name: "g" + strconv.Itoa(i), URL: exp.srv.URL + "/" + strconv.Itoa(i)})
 	}
 	// The Pushgateway answers after 50ms, so the receiver's 4 workers push
-	// fewer groups a second (80) than the poller publishes (100) and it
+	// fewer groups a second (80) than the poller publishes (200) and it
 	// lags, as a receiver under load does.
 	gw := startGateway(t, "")
 	slow := faultSlowProxy(t, gw.URL(), 50*time.Millisecond)
