@@ -36,6 +36,9 @@ type Error struct {
 // of a refusal, or the cause.
 func (e *Error) Error() string {
 	if e.Code == 0 {
+		if e.Err == nil {
+			return e.Op + ": " + e.Method + " " + e.Path + ": failed"
+		}
 		// The cause names the request when it matters: a *url.Error
 		// names method and URL, and no request went out for a bad key.
 		return e.Op + ": " + e.Err.Error()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/choria-io/prometheus-streams/envelope"
 	"github.com/choria-io/prometheus-streams/output/serve"
+	"github.com/choria-io/prometheus-streams/pushgateway"
 )
 
 // ServeResult is what the serving phase measured: a receiver with
@@ -412,7 +413,7 @@ func (b *bench) pushgatewayMetrics(ctx context.Context, res *ServeResult) error 
 	// see every group is repeated, not counted.
 	for attempt := 0; len(res.PGWGets) < pgwGets && attempt < 2*pgwGets; attempt++ {
 		b.progress("serve: GET /metrics of the Pushgateway holding %d groups", o.Targets)
-		groups := &patternCounter{pattern: []byte("\npush_time_seconds{")}
+		groups := &patternCounter{pattern: []byte("\n" + pushgateway.PushTimeMetric + "{")}
 		gctx, cancel := context.WithTimeout(ctx, o.PhaseTimeout)
 		start := time.Now()
 		bytes, reason := fetchTo(gctx, client, scrapeTimeout(o.Interval), b.pgw.URL()+"/metrics", groups)
