@@ -297,7 +297,7 @@ func (p *JSPublisher) permissionViolation(err error) {
 		p.refused[subject] = now
 	}
 	p.mu.Unlock()
-	p.refusals.Log("permission", "the NATS server refused a publish: the credentials may not publish on this subject (further refusals are counted in publish_failures_total{reason=\"permission\"})",
+	p.refusals.Log("permission", "the NATS server refused a publish: the credentials may not publish on this subject (further refusals are logged at debug level for a minute, and all are counted in publish_failures_total{reason=\"permission\"})",
 		"the NATS server refused a publish", "subject", subject, "err", err)
 }
 

@@ -41,15 +41,13 @@ func New(logger *slog.Logger, level slog.Level) *Limiter {
 
 // Log logs loud at the Limiter's level when no message of key was logged at
 // that level within Every, and quiet at debug level otherwise; args go with
-// either. loud should say that further ones are logged at debug level. Log
-// reports whether it logged loud.
-func (l *Limiter) Log(key, loud, quiet string, args ...any) bool {
+// either. loud should say that further ones are logged at debug level.
+func (l *Limiter) Log(key, loud, quiet string, args ...any) {
 	if l.allow(key) {
 		l.log.Log(context.Background(), l.level, loud, args...)
-		return true
+		return
 	}
 	l.log.Debug(quiet, args...)
-	return false
 }
 
 // allow reports whether key may be logged at level now, and if so notes it.
