@@ -83,11 +83,7 @@ func TestJetStreamClusterLeaderChange(t *testing.T) {
 	testenv.Run(t, func(ctx context.Context) error { return sub.Subscribe(ctx, c.handle) })
 	testenv.WaitFor(t, "the first message", 10*time.Second, func() bool { return c.count() == 1 })
 
-	_, js := p.c.current()
-	s, err := js.Stream(context.Background(), "PROMETHEUS")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := publishersStream(t, p)
 	info, err := s.Info(context.Background())
 	if err != nil {
 		t.Fatal(err)

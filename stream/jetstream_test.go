@@ -39,6 +39,18 @@ func startJSPublisher(t *testing.T, o JSOptions) *JSPublisher {
 	return p
 }
 
+// publishersStream is the stream p publishes to, through p's own
+// connection, for the test to read or change it.
+func publishersStream(t *testing.T, p *JSPublisher) jetstream.Stream {
+	t.Helper()
+	_, js := p.c.current()
+	s, err := js.Stream(context.Background(), "PROMETHEUS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // jsPublish publishes each message on the group of key and waits for the
 // stream's acknowledgements.
 func jsPublish(t *testing.T, p *JSPublisher, key Key, msgs ...string) {
@@ -110,11 +122,7 @@ func TestJetStreamKeepsTheNewestOfEachGroup(t *testing.T) {
 	jsPublish(t, p, b, "b1")
 
 	// The stream was created with one message per subject.
-	_, js := p.c.current()
-	s, err := js.Stream(context.Background(), "PROMETHEUS")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := publishersStream(t, p)
 	info, err := s.Info(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -484,11 +492,7 @@ func TestJetStreamLostPinHandsBack(t *testing.T) {
 	testenv.WaitFor(t, "a to hold the message", 10*time.Second, func() bool { return count(a) == 1 })
 	b := start("b", false)
 
-	_, js := p.c.current()
-	s, err := js.Stream(context.Background(), "PROMETHEUS")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := publishersStream(t, p)
 	// The server pins again with the next delivery, to a pull of a's or
 	// of b's; a pull of a's with its old pin then gets 423. Unpin and
 	// publish until a has learnt that once.

@@ -409,6 +409,11 @@ func (p *linkProxy) cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.up = false
+	p.closeAll()
+}
+
+// closeAll closes every forwarded connection; p.mu is held.
+func (p *linkProxy) closeAll() {
 	for c := range p.conns {
 		_ = c.Close()
 		delete(p.conns, c)
