@@ -418,20 +418,14 @@ var stanOnly = map[string]string{}
 
 // metricsIn returns the metrics of set that expr reads.
 func metricsIn(expr string, set map[string]string) ([]string, error) {
-	e, err := promqlParser.ParseExpr(expr)
-	if err != nil {
-		return nil, err
-	}
+	vss, err := vectorSelectors(expr)
 	var out []string
-	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
-		if vs, ok := n.(*parser.VectorSelector); ok {
-			if _, in := set[vs.Name]; in && !slices.Contains(out, vs.Name) {
-				out = append(out, vs.Name)
-			}
+	for _, vs := range vss {
+		if _, in := set[vs.Name]; in && !slices.Contains(out, vs.Name) {
+			out = append(out, vs.Name)
 		}
-		return nil
-	})
-	return out, nil
+	}
+	return out, err
 }
 
 // TestDashboardJetStreamOnlyMetricsExist checks that a receiver on

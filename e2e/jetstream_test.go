@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -52,10 +50,7 @@ const pinnedMetric = "prometheus_streams_stream_consumer_pinned_total"
 func startJSDaemon(t *testing.T, dir, name string, cfg jsConfig) (*process, string) {
 	t.Helper()
 	cfg.LogFile = filepath.Join(dir, name+".log")
-	file := writeFile(t, dir, name+".yaml", render(t, "jetstream.yaml.tmpl", cfg))
-	p := startProcess(t, dir, name, []string{cfg.LogFile}, binary, cfg.Role, "--config", file)
-	waitConnected(t, map[string]int{name: cfg.MonitorPort}, p)
-	return p, "http://" + hostPort(cfg.MonitorPort)
+	return startRendered(t, dir, name, "jetstream.yaml.tmpl", cfg, cfg.Role, cfg.LogFile, cfg.MonitorPort)
 }
 
 // pushTime is push_time_seconds of jsGroup in the Pushgateway: when the
@@ -313,12 +308,7 @@ func TestJetStreamServerRestartUnderBothDaemons(t *testing.T) {
 	// The exporter counts its scrapes, so the value in the Pushgateway
 	// says which scrape it came from: one taken after the restart, or one
 	// already in the stream before it.
-	var served atomic.Int64
-	exp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", testenv.TextContentType)
-		fmt.Fprintf(w, "# TYPE e2e_scrapes_total counter\ne2e_scrapes_total %d\n", served.Add(1))
-	}))
-	t.Cleanup(exp.Close)
+	exp, served := countingExporter(t)
 
 	ports := testenv.FreePorts(t, 2)
 	poller, _ := startJSDaemon(t, dir, "poller", jsConfig{

@@ -5,13 +5,11 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -42,12 +40,7 @@ func TestFaultReceiverSIGKILLResumesDurable(t *testing.T) {
 	pgw := testenv.Pushgateway(t, embedded.PushgatewayOptions{Listen: "127.0.0.1:0", Logger: logger})
 	// The exporter counts its scrapes, so a value in the Pushgateway says
 	// which scrape it came from.
-	var served atomic.Int64
-	exp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", testenv.TextContentType)
-		fmt.Fprintf(w, "# TYPE e2e_scrapes_total counter\ne2e_scrapes_total %d\n", served.Add(1))
-	}))
-	t.Cleanup(exp.Close)
+	exp, _ := countingExporter(t)
 	obs := observeChannel(t, nats)
 
 	ports := testenv.FreePorts(t, 2)

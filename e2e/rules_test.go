@@ -265,21 +265,32 @@ func isNumber(e parser.Expr) bool {
 	return false
 }
 
-// selectors returns the vector selectors expr reads (those of range
-// selectors too), each as an expression of its own.
-func selectors(expr string) ([]string, error) {
+// vectorSelectors returns the vector selectors expr reads, those of range
+// selectors too.
+func vectorSelectors(expr string) ([]*parser.VectorSelector, error) {
 	e, err := promqlParser.ParseExpr(expr)
 	if err != nil {
 		return nil, err
 	}
-	var out []string
+	var out []*parser.VectorSelector
 	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
 		if vs, ok := n.(*parser.VectorSelector); ok {
-			out = append(out, vs.String())
+			out = append(out, vs)
 		}
 		return nil
 	})
 	return out, nil
+}
+
+// selectors returns the vector selectors expr reads (those of range
+// selectors too), each as an expression of its own.
+func selectors(expr string) ([]string, error) {
+	vss, err := vectorSelectors(expr)
+	var out []string
+	for _, vs := range vss {
+		out = append(out, vs.String())
+	}
+	return out, err
 }
 
 // loadRules returns every rule of the rule files.

@@ -48,10 +48,19 @@ type serveTarget struct{ Name, URL string }
 func startServeDaemon(t *testing.T, dir, name string, cfg serveConfig) (*process, string) {
 	t.Helper()
 	cfg.LogFile = filepath.Join(dir, name+".log")
-	file := writeFile(t, dir, name+".yaml", render(t, "serve.yaml.tmpl", cfg))
-	p := startProcess(t, dir, name, []string{cfg.LogFile}, binary, cfg.Role, "--config", file)
-	waitConnected(t, map[string]int{name: cfg.MonitorPort}, p)
-	return p, "http://" + hostPort(cfg.MonitorPort)
+	return startRendered(t, dir, name, "serve.yaml.tmpl", cfg, cfg.Role, cfg.LogFile, cfg.MonitorPort)
+}
+
+// startRendered writes the template tmpl rendered with cfg to
+// dir/<name>.yaml, runs the built binary in role on it, logging to
+// logFile, and waits for its /readyz on monitorPort. It returns the
+// process and the base URL of its monitor endpoint.
+func startRendered(t *testing.T, dir, name, tmpl string, cfg any, role, logFile string, monitorPort int) (*process, string) {
+	t.Helper()
+	file := writeFile(t, dir, name+".yaml", render(t, tmpl, cfg))
+	p := startProcess(t, dir, name, []string{logFile}, binary, role, "--config", file)
+	waitConnected(t, map[string]int{name: monitorPort}, p)
+	return p, "http://" + hostPort(monitorPort)
 }
 
 // group names one served group: a target of one poller.

@@ -4,10 +4,8 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -175,12 +173,7 @@ func TestServeHotPair(t *testing.T) {
 	textURL, text := staticExporter(t, "prometheus.prom", testenv.TextContentType)
 	protoURL, proto := staticExporter(t, "node_exporter.pb", testenv.ProtoContentType)
 	// The counter exporter's value says which scrape a body is of.
-	var served atomic.Int64
-	counter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", testenv.TextContentType)
-		fmt.Fprintf(w, "# TYPE e2e_scrapes_total counter\ne2e_scrapes_total %d\n", served.Add(1))
-	}))
-	t.Cleanup(counter.Close)
+	counter, served := countingExporter(t)
 	want := map[group]exporterBody{{"app", "text", "DC1"}: text, {"app", "proto", "DC1"}: proto}
 	counted := group{"app", "counter", "DC1"}
 	self := group{"prometheus_streams", "DC1", "DC1"}

@@ -5,9 +5,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/choria-io/prometheus-streams/internal/testenv"
 )
 
 const (
@@ -74,4 +78,18 @@ func get(c *http.Client, url string) ([]byte, error) {
 // hostPort is 127.0.0.1:port.
 func hostPort(port int) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+// countingExporter serves e2e_scrapes_total, the number of the scrape it
+// answers, so a value that reached an output says which scrape it came
+// from; served is how many it answered.
+func countingExporter(t *testing.T) (exp *httptest.Server, served *atomic.Int64) {
+	t.Helper()
+	served = &atomic.Int64{}
+	exp = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", testenv.TextContentType)
+		fmt.Fprintf(w, "# TYPE e2e_scrapes_total counter\ne2e_scrapes_total %d\n", served.Add(1))
+	}))
+	t.Cleanup(exp.Close)
+	return exp, served
 }

@@ -2,8 +2,6 @@ package poller
 
 import (
 	"context"
-	"net"
-	"strconv"
 	"testing"
 	"time"
 
@@ -24,9 +22,7 @@ import (
 // newest scrape of the target, and once the server is back (same port,
 // same file store) that scrape is what the stream holds.
 func TestJetStreamOutageBridgedByTheOutbox(t *testing.T) {
-	addr := testenv.FreeAddr(t)
-	_, portText, _ := net.SplitHostPort(addr)
-	port, _ := strconv.Atoi(portText)
+	port := testenv.FreePort(t)
 	dir := t.TempDir()
 	n := testenv.NATS(t, embedded.NATSOptions{Port: port, StoreDir: dir})
 

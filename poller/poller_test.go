@@ -236,9 +236,8 @@ func TestFailedScrapeReasons(t *testing.T) {
 func TestStreamUnreachableAtStart(t *testing.T) {
 	// The poller starts before the server exists, keeps scraping, holds only
 	// the newest scrape per target and publishes it once the server is up.
-	addr := testenv.FreeAddr(t)
-	_, portText, _ := net.SplitHostPort(addr)
-	port, _ := strconv.Atoi(portText)
+	port := testenv.FreePort(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	pub, err := stream.NewSTANPublisher(streamOptions("nats://"+addr, embedded.DefaultClusterID, "poller"), nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
